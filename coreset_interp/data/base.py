@@ -1,0 +1,57 @@
+"""The dataset interface: two labelled image splits and what identifies them for the cache."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset
+
+SPLITS = ("train", "val")
+
+
+class ImageDataset(ABC):
+    """A labelled image dataset with a ``train`` split (interpretation is learned there) and a ``val``
+    split (evaluation happens there).
+
+    Subclasses set ``name``, ``num_classes`` and ``class_names``.
+    """
+
+    name: str
+    num_classes: int
+    class_names: list[str]
+
+    @abstractmethod
+    def split(self, split: str) -> Dataset:
+        """Args:
+            split: ``train`` or ``val``.
+
+        Returns:
+            A torch Dataset of (image tensor C x H x W, int label) in a fixed order.
+        """
+
+    @abstractmethod
+    def labels(self, split: str) -> np.ndarray:
+        """Args:
+            split: ``train`` or ``val``.
+
+        Returns:
+            int64 labels of the split, in the Dataset's order.
+        """
+
+    @abstractmethod
+    def fingerprint(self) -> dict[str, Any]:
+        """Returns:
+        Everything that determines the images and their order (for cache keys).
+        """
+
+    @staticmethod
+    def check_split(split: str) -> None:
+        """Raise a clear error for an unknown split name.
+
+        Args:
+            split: the split name to check.
+        """
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")

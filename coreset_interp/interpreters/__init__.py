@@ -1,0 +1,35 @@
+"""Interpretation methods, one registry entry per YAML in ``conf/interpreter/``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from coreset_interp.interpreters.base import InterpretContext, Interpreter
+from coreset_interp.interpreters.ice import ICE
+from coreset_interp.registry import Registry
+
+INTERPRETERS: Registry[Interpreter] = Registry("interpreter")
+INTERPRETERS.register("ice")(ICE)
+
+
+def get_interpreter(name: str, **params: Any) -> Interpreter:
+    """Build an interpretation method.
+
+    Args:
+        name: ``ice``, ``topic`` or ``vebi``.
+        **params: the method's hyperparameters (the YAML's ``params``).
+
+    Returns:
+        The interpreter.
+    """
+    return INTERPRETERS.get(name, **params)
+
+
+def list_interpreters() -> list[str]:
+    """Returns:
+    The registered names.
+    """
+    return INTERPRETERS.names()
+
+
+__all__ = ["INTERPRETERS", "InterpretContext", "Interpreter", "get_interpreter", "list_interpreters"]

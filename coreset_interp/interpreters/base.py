@@ -1,0 +1,138 @@
+"""The interpretation-method interface: learn relevant features R from a set of train images, turn val
+activations into interpretation maps Z with them, and measure their relevance (accuracy)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from coreset_interp.cache import ArtifactCache
+from coreset_interp.data import ImageDataset
+from coreset_interp.models.activations import ActivationStore
+from coreset_interp.models.adapter import ModelAdapter
+
+
+@dataclass
+class InterpretContext:
+    """Everything an interpreter may read: the model, the data and both splits' cached activations.
+
+    Attributes:
+        model: the adapter (eval mode, on ``device``).
+        dataset: the image dataset (for methods that need full forward passes, e.g. VEBI).
+        train: activations of the train split (interpretation is learned here).
+        val: activations of the val split (evaluation happens here).
+        device: torch device.
+        cache: the artifact cache (for per-model artifacts such as VEBI unit features).
+        model_key: cache key of the model+dataset activations, for artifacts derived from them.
+        batch_size: batch size for forward passes.
+        num_workers: DataLoader workers.
+        progress: show progress bars.
+    """
+
+    model: ModelAdapter
+    dataset: ImageDataset
+    train: ActivationStore
+    val: ActivationStore
+    device: torch.device
+    cache: ArtifactCache
+    model_key: str
+    batch_size: int = 128
+    num_workers: int = 0
+    progress: bool = True
+
+
+class Interpreter(ABC):
+    """One interpretation method. Subclasses implement ``fit``, ``maps`` and ``evaluate``.
+
+    A fit (the relevant features R) must be picklable: it is cached per (interpreter, params, coreset).
+    """
+
+    name: str = ""
+    #: True when the maps of a fit depend on the fit it is compared with (VEBI's top-N rule).
+    paired: bool = False
+
+    def __init__(self, **params: Any) -> None:
+        self._params = dict(params)
+
+    def params(self) -> dict[str, Any]:
+        """Returns:
+        The hyperparameters (part of every fit's cache key).
+        """
+        return dict(self._params)
+
+    @abstractmethod
+    def fit(self, ctx: InterpretContext, indices: np.ndarray, seed: int) -> Any:
+        """Learn the relevant features from some train images.
+
+        Args:
+            ctx: the context.
+            indices: sorted indices into the train split (a coreset, or all of it).
+            seed: seed of any randomness in the method.
+
+        Returns:
+            The fit R (picklable).
+        """
+
+    @abstractmethod
+    def maps(self, fit: Any, ctx: InterpretContext, indices: np.ndarray) -> np.ndarray:
+        """Interpretation maps of some val images, flattened over positions.
+
+        Args:
+            fit: a fit from :meth:`fit`.
+            ctx: the context.
+            indices: indices into the val split, all of one class.
+
+        Returns:
+            Z as a 2-D array (len(indices)*h'*w' x d').
+        """
+
+    def paired_maps(
+        self, fit_full: Any, fit_coreset: Any, ctx: InterpretContext, indices: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The maps Z (full data) and Z' (coreset) that the similarity metric compares.
+
+        Args:
+            fit_full: the fit on all train data.
+            fit_coreset: the fit on a coreset.
+            ctx: the context.
+            indices: indices into the val split, all of one class.
+
+        Returns:
+            (Z, Z').
+        """
+        return self.maps(fit_full, ctx, indices), self.maps(fit_coreset, ctx, indices)
+
+    @abstractmethod
+    def evaluate(self, fit: Any, ctx: InterpretContext) -> dict[str, float]:
+        """Relevance of the fit's features on the val split (the paper's Sec. 4.2).
+
+        Args:
+            fit: a fit.
+            ctx: the context.
+
+        Returns:
+            At least ``accuracy`` (in [0, 1]); methods add their own keys.
+        """
+
+    def describe(self, fit: Any) -> dict[str, Any]:
+        """Args:
+            fit: a fit.
+
+        Returns:
+            JSON-serialisable facts about the fit for result.json (default: none).
+        """
+        return {}
+
+    def compare(self, fit_full: Any, fit_coreset: Any) -> dict[str, Any]:
+        """Args:
+            fit_full: the fit on all train data.
+            fit_coreset: the fit on a coreset.
+
+        Returns:
+            JSON-serialisable comparisons for result.json (default: none).
+        """
+        return {}

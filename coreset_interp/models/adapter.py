@@ -1,0 +1,106 @@
+"""Split a torchvision classifier into ``features`` (up to the last conv block) and ``head`` (the rest).
+
+``head(features(x))`` reproduces ``model(x)`` exactly, because both run the model's own modules in the
+model's own order; only the cut point is chosen here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+
+class ModelAdapter(nn.Module):
+    """A classifier cut at its last convolutional block.
+
+    Args:
+        model: the full torchvision model (kept intact; ``forward`` calls it).
+        features: modules from the input to the last conv block's output (after its ReLU).
+        head: modules from there to the logits.
+        arch: architecture name (for logs).
+    """
+
+    def __init__(self, model: nn.Module, features: nn.Module, head: nn.Module, arch: str) -> None:
+        super().__init__()
+        self.model = model
+        self._features = features
+        self._head = head
+        self.arch = arch
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Args:
+            x: images (N x 3 x H x W).
+
+        Returns:
+            Activation maps A of the last conv block (N x d x h x w), post-ReLU.
+        """
+        return self._features(x)
+
+    def head(self, a: torch.Tensor) -> torch.Tensor:
+        """Args:
+            a: activation maps as returned by :meth:`features` (or a modified version of them).
+
+        Returns:
+            Logits (N x classes).
+        """
+        return self._head(a)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Args:
+            x: images.
+
+        Returns:
+            The model's logits.
+        """
+        return self.model(x)
+
+    def relu_modules(self) -> Iterator[tuple[str, nn.Module]]:
+        """Yields:
+        (qualified name, module) of every ReLU module, in registration order. A module may be called
+        several times per forward pass (ResNet blocks reuse theirs), so hook by call order.
+        """
+        for name, module in self.model.named_modules():
+            if isinstance(module, nn.ReLU):
+                yield name, module
+
+
+def resnet_adapter(model: nn.Module, arch: str) -> ModelAdapter:
+    """Cut a torchvision ResNet after ``layer4``.
+
+    Args:
+        model: a torchvision ResNet.
+        arch: its name.
+
+    Returns:
+        The adapter.
+    """
+    features = nn.Sequential(
+        model.conv1,
+        model.bn1,
+        model.relu,
+        model.maxpool,
+        model.layer1,
+        model.layer2,
+        model.layer3,
+        model.layer4,
+    )
+    head = nn.Sequential(model.avgpool, nn.Flatten(1), model.fc)
+    return ModelAdapter(model, features, head, arch)
+
+
+def vgg_adapter(model: nn.Module, arch: str) -> ModelAdapter:
+    """Cut a torchvision VGG before the final max-pool of ``features`` (after the last conv's ReLU).
+
+    Args:
+        model: a torchvision VGG.
+        arch: its name.
+
+    Returns:
+        The adapter.
+    """
+    convs = model.features
+    features = nn.Sequential(*list(convs.children())[:-1])
+    head = nn.Sequential(list(convs.children())[-1], model.avgpool, nn.Flatten(1), model.classifier)
+    return ModelAdapter(model, features, head, arch)

@@ -1,0 +1,71 @@
+"""The ``coreset-interp`` command: one Hydra job (``-m`` for a multirun sweep)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from coreset_interp.pipeline import run_job
+
+log = logging.getLogger("coreset_interp")
+
+
+def job_info(cfg: DictConfig) -> dict[str, Any]:
+    """Where and under which names this Hydra job runs.
+
+    Args:
+        cfg: the job config.
+
+    Returns:
+        ``dir``, ``name``, ``group``, ``tags``, ``job_type``, ``multirun``, ``cwd``.
+    """
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    choices = hc.runtime.choices
+    return {
+        "dir": Path(hc.runtime.output_dir),
+        "name": hc.job.override_dirname or "default",
+        "group": Path(hc.sweep.dir).name if multirun else str(cfg.get("experiment_name", "default")),
+        "tags": [
+            f"{g}={choices[g]}"
+            for g in ("model", "dataset", "selector", "interpreter", "ratio")
+            if g in choices
+        ],
+        "job_type": str(cfg.interpreter.name),
+        "multirun": multirun,
+        "cwd": hc.runtime.cwd,
+    }
+
+
+@hydra.main(version_base=None, config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> dict[str, Any]:
+    """Run one job; a failed single run exits with status 1 and a one-line error.
+
+    Args:
+        cfg: the composed config.
+
+    Returns:
+        The job's result (Hydra keeps it in the multirun's JobReturn).
+    """
+    job = job_info(cfg)
+    resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    cache_dir = Path(str(resolved["cache_dir"])).expanduser()
+    resolved["cache_dir"] = str(cache_dir if cache_dir.is_absolute() else Path(job["cwd"]) / cache_dir)
+    result = run_job(resolved, job)
+    print(f"result: {job['dir'] / 'result.json'} ({result['status']})")
+    # In a multirun a failed job is recorded in its result.json and the sweep goes on to the report.
+    if result["status"] != "completed" and not job["multirun"]:
+        print(f"error: {result['error']}", file=sys.stderr)
+        sys.exit(1)
+    return {"status": result["status"], "dir": str(job["dir"])}
+
+
+if __name__ == "__main__":
+    main()

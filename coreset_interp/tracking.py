@@ -1,0 +1,230 @@
+"""Experiment trackers (the ``logger`` config group) and the job's own files on disk.
+
+Whatever the tracker, every job writes ``result.json`` (at start with status ``running``, at the end with
+``completed`` or ``failed``) and appends one line per finished rho to ``metrics.jsonl``, so nothing is lost
+when a job dies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from coreset_interp.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+class Tracker(ABC):
+    """One experiment-tracking run per job."""
+
+    @abstractmethod
+    def start(self, config: dict[str, Any], job: dict[str, Any]) -> None:
+        """Args:
+        config: the resolved job config.
+        job: ``name``, ``group``, ``dir``, ``tags``, ``job_type``.
+        """
+
+    @abstractmethod
+    def log_ratio(self, entry: dict[str, Any]) -> None:
+        """Args:
+        entry: one rho's results.
+        """
+
+    @abstractmethod
+    def finish(self, result: dict[str, Any], images: dict[str, Path] | None = None) -> None:
+        """Close the run with the job's summary.
+
+        Args:
+            result: the job's result (``status``, ``table1``, ...).
+            images: figures to attach, by name.
+        """
+
+
+TRACKERS: Registry[Tracker] = Registry("logger")
+
+
+@TRACKERS.register("none")
+class NoTracker(Tracker):
+    """Logs nothing beyond the job's own files."""
+
+    def start(self, config: dict[str, Any], job: dict[str, Any]) -> None:  # noqa: D102
+        return None
+
+    def log_ratio(self, entry: dict[str, Any]) -> None:  # noqa: D102
+        return None
+
+    def finish(self, result: dict[str, Any], images: dict[str, Path] | None = None) -> None:  # noqa: D102
+        return None
+
+
+def _scalars(entry: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in entry.items():
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, int | float):
+            out[prefix + key] = float(value)
+        elif isinstance(value, dict) and key != "angular_distance_per_class":
+            out.update(_scalars(value, f"{prefix}{key}/"))
+    return out
+
+
+@TRACKERS.register("wandb")
+class WandbTracker(Tracker):
+    """Weights & Biases, one run per job (offline by default).
+
+    Args:
+        mode: ``offline``, ``online`` or ``disabled`` (the YAML reads ``WANDB_MODE``).
+        project: W&B project.
+        entity: W&B entity (None = the default).
+    """
+
+    def __init__(self, mode: str = "offline", project: str = "coreset_interp", entity: str | None = None):
+        self.mode = mode
+        self.project = project
+        self.entity = entity
+        self.run: Any = None
+
+    def start(self, config: dict[str, Any], job: dict[str, Any]) -> None:
+        """Open the run: group = sweep/experiment, job_type = interpreter, tags = chosen options.
+
+        Args:
+            config: the resolved job config.
+            job: ``name``, ``group``, ``dir``, ``tags``, ``job_type``.
+        """
+        import wandb
+
+        os.environ.setdefault("WANDB_SILENT", "true")
+        self.run = wandb.init(
+            mode=self.mode,
+            project=self.project,
+            entity=self.entity,
+            group=job.get("group"),
+            job_type=job.get("job_type"),
+            name=job.get("name"),
+            tags=[str(t)[:64] for t in job.get("tags", [])],
+            config=config,
+            dir=str(job["dir"]),
+            # A second job in the same process (joblib, tests) must get a run of its own.
+            reinit="finish_previous",
+        )
+        self.run.define_metric("percent")
+        self.run.define_metric("coreset/*", step_metric="percent")
+
+    def log_ratio(self, entry: dict[str, Any]) -> None:
+        """Args:
+        entry: one rho's results, logged against x = rho in percent.
+        """
+        if self.run is None:
+            return
+        data = {f"coreset/{k}": v for k, v in _scalars(entry).items() if k not in ("percent",)}
+        data["percent"] = entry["percent"]
+        self.run.log(data)
+
+    def finish(self, result: dict[str, Any], images: dict[str, Path] | None = None) -> None:
+        """Write the summary (the job's Table 1 entry, full-data numbers) and finish the run.
+
+        Args:
+            result: the job's result.
+            images: figures to attach.
+        """
+        if self.run is None:
+            return
+        import wandb
+
+        try:
+            summary = {"status": result.get("status")}
+            for key in ("table1", "full"):
+                if isinstance(result.get(key), dict):
+                    summary.update(_scalars(result[key], f"{key}/"))
+            if result.get("model_accuracy") is not None:
+                summary["model_accuracy"] = result["model_accuracy"]
+            if result.get("error"):
+                summary["error"] = str(result["error"])[:500]
+            self.run.summary.update(summary)
+            if images:
+                self.run.log(
+                    {name: wandb.Image(str(path)) for name, path in images.items() if Path(path).is_file()}
+                )
+        finally:
+            self.run.finish(exit_code=0 if result.get("status") == "completed" else 1)
+            self.run = None
+
+
+def make_tracker(cfg: dict[str, Any]) -> Tracker:
+    """Args:
+        cfg: the resolved ``logger`` config (``name`` plus parameters).
+
+    Returns:
+        The tracker.
+    """
+    params = {k: v for k, v in cfg.items() if k != "name"}
+    return TRACKERS.get(str(cfg["name"]), **params)
+
+
+def list_loggers() -> list[str]:
+    """Returns:
+    The registered logger names.
+    """
+    return TRACKERS.names()
+
+
+class JobFiles:
+    """The job's own files: ``result.json`` and ``metrics.jsonl`` in the job's output folder.
+
+    Args:
+        folder: the job's output folder.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.result_path = self.folder / "result.json"
+        self.metrics_path = self.folder / "metrics.jsonl"
+
+    def write_result(self, payload: dict[str, Any]) -> None:
+        """Args:
+        payload: the result (written atomically).
+        """
+        write_json(self.result_path, payload)
+
+    def append_metrics(self, entry: dict[str, Any]) -> None:
+        """Args:
+        entry: one rho's results, appended as a JSON line and flushed.
+        """
+        with open(self.metrics_path, "a") as fh:
+            fh.write(json.dumps(finite_json(entry), default=str) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON atomically (temporary file, then rename), with NaN/inf as null.
+
+    Args:
+        path: destination.
+        payload: JSON-serialisable data.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(finite_json(payload), indent=2, default=str))
+    tmp.replace(path)
+
+
+def finite_json(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_json(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return finite_json(obj.item())
+    return obj
