@@ -93,7 +93,8 @@ def knn_search(x: np.ndarray, k: int, block_rows: int | None = None) -> tuple[np
 def _pair_distances(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Exact ``||x[a] - x[b]||`` in chunks that stay near the block budget; symmetric in (a, b) to the bit."""
     out = np.empty(len(a))
-    chunk = max(1, _BLOCK_BYTES // (8 * max(1, x.shape[1])))
+    # Three (chunk, d) temporaries live at once (x[a], x[b], their difference): a quarter block each.
+    chunk = max(1, _BLOCK_BYTES // (4 * 8 * max(1, x.shape[1])))
     for s in range(0, len(a), chunk):
         diff = x[a[s : s + chunk]] - x[b[s : s + chunk]]
         out[s : s + chunk] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
