@@ -223,7 +223,6 @@ def _source_features(
 
 
 def fit_interpreter(
-    ws: Workspace,
     interp: Interpreter,
     ctx: InterpretContext,
     indices: np.ndarray,
@@ -233,9 +232,8 @@ def fit_interpreter(
     """The cached fit of an interpreter on some train indices.
 
     Args:
-        ws: the workspace.
         interp: the interpreter.
-        ctx: its context.
+        ctx: its context (its cache and ``model_key``, the train activations' key, address the fit).
         indices: train indices.
         seed: interpretation seed.
         coreset_key: the coreset's key, or None for the full-data fit (kind ``fit_full``).
@@ -247,11 +245,11 @@ def fit_interpreter(
         "interpreter": interp.name,
         "params": interp.params(),
         "seed": seed,
-        "train": ws.activation_keys["train"],
+        "train": ctx.model_key,
         "coreset": coreset_key if coreset_key is not None else "full",
     }
     kind = "fit_full" if coreset_key is None else "fit"
-    result, _ = ws.cache.get_or_compute_pickle(
+    result, _ = ctx.cache.get_or_compute_pickle(
         kind, spec, lambda: _timed(lambda: interp.fit(ctx, indices, seed))
     )
     return result["value"], float(result["seconds"])
@@ -275,9 +273,10 @@ class PhiComparer:
         self.alpha = alpha
         self._prepared: dict[int, Any] = {}
 
-    def per_class(self, fit_coreset: Any) -> dict[int, float | None]:
+    def per_class(self, fit_other: Any, ctx_other: InterpretContext | None = None) -> dict[int, float | None]:
         """Args:
-            fit_coreset: a coreset fit.
+            fit_other: a coreset fit (or the null reference's fit).
+            ctx_other: the context of ``fit_other`` when it belongs to another model; None = same model.
 
         Returns:
             phi per val class (None where a side has zero variance and the angle is undefined).
@@ -287,17 +286,66 @@ class PhiComparer:
             c = int(c)
             idx = self.ctx.val.class_indices(c)
             if self.interp.paired:
-                z_full, z_core = self.interp.paired_maps(self.fit_full, fit_coreset, self.ctx, idx)
+                z_full, z_other = self.interp.paired_maps(self.fit_full, fit_other, self.ctx, idx, ctx_other)
                 pf = prepare(np.asarray(z_full, dtype=np.float64), self.alpha)
             else:
                 if c not in self._prepared:
                     z_full = self.interp.maps(self.fit_full, self.ctx, idx)
                     self._prepared[c] = prepare(np.asarray(z_full, dtype=np.float64), self.alpha)
                 pf = self._prepared[c]
-                z_core = self.interp.maps(fit_coreset, self.ctx, idx)
-            phi = angular_distance_prepared(pf, prepare(np.asarray(z_core, dtype=np.float64), self.alpha))
+                z_other = self.interp.maps(fit_other, ctx_other or self.ctx, idx)
+            phi = angular_distance_prepared(pf, prepare(np.asarray(z_other, dtype=np.float64), self.alpha))
             out[c] = None if not math.isfinite(phi) else float(phi)
         return out
+
+
+def null_reference(
+    ws: Workspace,
+    cfg: dict[str, Any],
+    interp: Interpreter,
+    ctx: InterpretContext,
+    comparer: PhiComparer,
+    seed: int,
+) -> dict[str, Any]:
+    """Phi between the full-data interpretation of the model and that of the same architecture with
+    randomised weights (the model-parameter randomisation test), a scale for "unrelated" beside Phi.
+
+    Args:
+        ws: the workspace.
+        cfg: the job config.
+        interp: the interpreter.
+        ctx: the trained model's context.
+        comparer: the comparer holding the trained model's full-data fit.
+        seed: interpretation seed (also the random weights' seed).
+
+    Returns:
+        ``angular_distance`` (mean over classes), ``angular_distance_per_class``, ``missing``.
+    """
+    rcfg = {**dict(cfg["model"]), "weights": "random", "train": {**dict(cfg["model"]["train"]), "seed": seed}}
+    model, _ = load_model(rcfg, ws.dataset, ws.cache, ws.device, progress=False)
+    mspec = model_spec(rcfg, ws.dataset)
+    train, ktrain = activations_for(ws.cache, model, mspec, ws.dataset, "train", ws.device, cfg)
+    val, _ = activations_for(ws.cache, model, mspec, ws.dataset, "val", ws.device, cfg)
+    rctx = InterpretContext(
+        model=model,
+        dataset=ws.dataset,
+        train=train,
+        val=val,
+        device=ws.device,
+        cache=ws.cache,
+        model_key=ktrain,
+        batch_size=ctx.batch_size,
+        num_workers=ctx.num_workers,
+        progress=ctx.progress,
+    )
+    fit_null, _ = fit_interpreter(interp, rctx, np.arange(train.n, dtype=np.int64), seed, None)
+    per_class = comparer.per_class(fit_null, rctx)
+    finite = [v for v in per_class.values() if v is not None]
+    return {
+        "angular_distance": float(np.mean(finite)) if finite else None,
+        "angular_distance_per_class": {str(c): v for c, v in per_class.items()},
+        "missing": sum(v is None for v in per_class.values()),
+    }
 
 
 def _mean_std(values: list[float]) -> dict[str, float | None]:
@@ -348,7 +396,7 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
     job_warnings: list[str] = []
 
     all_idx = np.arange(ws.train.n, dtype=np.int64)
-    fit_full, full_seconds = fit_interpreter(ws, interp, ctx, all_idx, seed, None)
+    fit_full, full_seconds = fit_interpreter(interp, ctx, all_idx, seed, None)
     full = {"accuracy": None, "fit_seconds": full_seconds, **interp.describe(fit_full)}
     full.update(interp.evaluate(fit_full, ctx))
     comparer = PhiComparer(interp, ctx, fit_full, alpha)
@@ -356,7 +404,7 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
     entries: list[dict[str, Any]] = []
     for rho in tqdm(ratios, desc=f"{cfg['selector']['name']} x {interp.name}", disable=not progress):
         indices, select_seconds, ckey = select_coreset(ws, cfg, rho, seed)
-        fit, fit_seconds = fit_interpreter(ws, interp, ctx, indices, seed, ckey)
+        fit, fit_seconds = fit_interpreter(interp, ctx, indices, seed, ckey)
         per_class = comparer.per_class(fit)
         finite = [v for v in per_class.values() if v is not None]
         missing = [c for c, v in per_class.items() if v is None]
@@ -386,6 +434,10 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
         if on_ratio is not None:
             on_ratio(entry)
 
+    null = (
+        null_reference(ws, cfg, interp, ctx, comparer, seed) if cfg["metric"].get("null_reference") else None
+    )
+
     table_percents = {int(p) for p in cfg["metric"].get("table1_percents", [10, 20, 30, 40, 50])}
     phis = [
         e["angular_distance"]
@@ -401,6 +453,7 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
         "model_info": ws.model_info,
         "full": full,
         "ratios": entries,
+        "null_reference": null,
         "table1": {
             **_mean_std(phis),
             "percents": sorted(e["percent"] for e in entries if e["percent"] in table_percents),

@@ -91,20 +91,27 @@ class Interpreter(ABC):
         """
 
     def paired_maps(
-        self, fit_full: Any, fit_coreset: Any, ctx: InterpretContext, indices: np.ndarray
+        self,
+        fit_full: Any,
+        fit_coreset: Any,
+        ctx: InterpretContext,
+        indices: np.ndarray,
+        ctx_other: InterpretContext | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The maps Z (full data) and Z' (coreset) that the similarity metric compares.
 
         Args:
             fit_full: the fit on all train data.
             fit_coreset: the fit on a coreset.
-            ctx: the context.
+            ctx: the context of ``fit_full``.
             indices: indices into the val split, all of one class.
+            ctx_other: the context of ``fit_coreset`` when it belongs to another model (the null
+                reference's randomised model); None = ``ctx``.
 
         Returns:
             (Z, Z').
         """
-        return self.maps(fit_full, ctx, indices), self.maps(fit_coreset, ctx, indices)
+        return self.maps(fit_full, ctx, indices), self.maps(fit_coreset, ctx_other or ctx, indices)
 
     @abstractmethod
     def evaluate(self, fit: Any, ctx: InterpretContext) -> dict[str, float]:
