@@ -256,7 +256,9 @@ def main() -> None:
     from coreset_interp.selectors import list_selectors
 
     names = args.selectors or [n for n in list_selectors() if n != "transfer"]
-    report: dict[str, Any] = {"selectors": names}
+    # Times on a shared machine mean little without its load: print it at the start and the end.
+    print(f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.2f} (1 min) at start")
+    report: dict[str, Any] = {"selectors": names, "load_start": os.getloadavg()}
     synth = synthetic_class(args.n, args.d, args.clusters, args.seed)
     synth_labels = np.zeros(args.n, dtype=np.int64)
     synth_title = f"synthetic ReLU-GAP class {args.n} x {args.d}"
@@ -282,6 +284,8 @@ def main() -> None:
             report["quality_digits"] = quality_table(
                 digits[2], digits[0], digits[1], names, args.quality_percents, args.seeds
             )
+    report["load_end"] = os.getloadavg()
+    print(f"\nload average {os.getloadavg()[0]:.2f} (1 min) at the end")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str))
         print(f"\nwrote {args.json}")
