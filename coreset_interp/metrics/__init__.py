@@ -1,0 +1,1 @@
+"""Metrics: shape metric, accuracy, coverage, cost."""

@@ -1,0 +1,188 @@
+"""Benchmark the shape metric against a plain implementation of its formula.
+
+On the same random inputs, in one run, for each size (n, d):
+
+(a) baseline: the golden README's formula written out directly: eigendecomposition whitening of both sides
+    with Z = V diag(w) V^T, a full SVD with vectors of the cross product, then the nuclear norm;
+(b) one-off: ``angular_distance(X, Y, alpha)``;
+(c) per comparison when the full-data side is prepared once and reused: ``prepare(X)`` is timed once, and
+    each comparison costs ``prepare(Y)`` plus ``angular_distance_prepared``.
+
+The inputs are ReLU-like: X = relu(latent factors with a power-law spectrum + noise) and
+Y = relu(X Q + noise) for a random rotation Q, as activations of two related models would be. The three
+results must agree within 1e-9 in cos; the script exits with status 1 if they do not.
+
+Usage:
+    python scripts/bench_shape.py [--threads 1] [--sizes 2450x512 2450x2048 12250x512] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+DEFAULT_SIZES = ("2450x512", "2450x2048", "12250x512")
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+COS_TOLERANCE = 1e-9
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """Parse "NxD" into (n, d)."""
+    try:
+        n, d = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 2450x512, got {text!r}") from None
+    if n < 2 or d < 1:
+        raise argparse.ArgumentTypeError(f"size needs n >= 2 and d >= 1, got {text!r}")
+    return n, d
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=1, help="BLAS/LAPACK threads (default 1)")
+    parser.add_argument(
+        "--sizes",
+        type=parse_size,
+        nargs="+",
+        default=[parse_size(s) for s in DEFAULT_SIZES],
+        help="problem sizes as NxD (default: %(default)s)",
+    )
+    parser.add_argument("--alpha", type=float, default=0.5, help="partial-whitening weight (default 0.5)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per method; the best is kept")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def make_inputs(n: int, d: int, seed: int) -> tuple[Any, Any]:
+    """ReLU-like, structured, non-negative pair of representations of the same n samples."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    rank = min(n, d)
+    # A power-law spectrum like real CNN activations, so that the whitening has something to do.
+    scales = (1.0 + np.arange(rank)) ** -0.8
+    latent = (rng.standard_normal((n, rank)) * scales) @ rng.standard_normal((rank, d))
+    X = np.maximum(latent + 0.1 * rng.standard_normal((n, d)) + 0.2, 0.0)
+    Q, R = np.linalg.qr(rng.standard_normal((d, d)))
+    Q *= np.sign(np.diag(R))
+    Y = np.maximum(X @ Q + 0.3 * X.std() * rng.standard_normal((n, d)), 0.0)
+    return X, Y
+
+
+def baseline_cosine(X: Any, Y: Any, alpha: float) -> float:
+    """The golden README's formula, step by step, returning cos of the distance."""
+    import numpy as np
+
+    width = max(X.shape[1], Y.shape[1])
+    whitened = []
+    for A in (X, Y):
+        A = np.hstack([A, np.zeros((A.shape[0], width - A.shape[1]))])
+        A = A - A.mean(axis=0)
+        if alpha <= 1.0 - 1e-7:
+            lam, V = np.linalg.eigh(A.T @ A)
+            weights = alpha + (1.0 - alpha) / np.sqrt(np.maximum(lam, 1e-7))
+            Z = V @ np.diag(weights) @ V.T
+            A = A @ Z
+        whitened.append(A)
+    Xw, Yw = whitened
+    _, singular_values, _ = np.linalg.svd(Xw.T @ Yw)
+    cosine = singular_values.sum() / (np.linalg.norm(Xw) * np.linalg.norm(Yw))
+    return float(np.clip(cosine, -1.0, 1.0))
+
+
+def best_time(func: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    """Best wall-clock time of `repeats` calls, and the last result."""
+    best, result = math.inf, None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = func()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def bench_size(n: int, d: int, args: argparse.Namespace) -> dict[str, float]:
+    """Time the three methods on one size and check that they agree."""
+    from coreset_interp.metrics.shape import angular_distance, angular_distance_prepared, prepare
+
+    X, Y = make_inputs(n, d, args.seed)
+    alpha = args.alpha
+    t_base, cos_base = best_time(lambda: baseline_cosine(X, Y, alpha), args.repeats)
+    t_one, dist_one = best_time(lambda: angular_distance(X, Y, alpha), args.repeats)
+    t_prep_x, prepared_x = best_time(lambda: prepare(X, alpha), 1)
+
+    def one_comparison() -> float:
+        return angular_distance_prepared(prepared_x, prepare(Y, alpha))
+
+    t_cmp, dist_cmp = best_time(one_comparison, args.repeats)
+    return {
+        "baseline": t_base,
+        "one_off": t_one,
+        "prepare_x": t_prep_x,
+        "per_comparison": t_cmp,
+        "distance": dist_one,
+        "cos_diff": max(abs(math.cos(dist_one) - cos_base), abs(math.cos(dist_cmp) - cos_base)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the table; exit status 1 if the methods disagree."""
+    args = parse_args(argv)
+    use_threadpoolctl = importlib.util.find_spec("threadpoolctl") is not None
+    if not use_threadpoolctl:
+        # Without threadpoolctl the BLAS thread count can only be set before numpy is first imported.
+        if "numpy" in sys.modules:
+            print("warning: numpy already imported; --threads may not take effect", file=sys.stderr)
+        for name in THREAD_ENV_VARS:
+            os.environ[name] = str(args.threads)
+
+    import contextlib
+
+    import numpy as np
+    import scipy
+    import scipy.linalg  # noqa: F401 - loads scipy's own BLAS so that threadpoolctl can limit it too
+
+    import coreset_interp.metrics.shape  # noqa: F401 - same reason
+
+    limiter: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if use_threadpoolctl:
+        from threadpoolctl import threadpool_limits
+
+        limiter = threadpool_limits(limits=args.threads)
+
+    print(
+        f"numpy {np.__version__}, scipy {scipy.__version__}, threads={args.threads} "
+        f"({'threadpoolctl' if use_threadpoolctl else 'env vars'}), alpha={args.alpha}, "
+        f"repeats={args.repeats} (best kept), load average at start {os.getloadavg()[0]:.1f}"
+    )
+    header = (
+        f"{'n x d':>11} {'baseline s':>11} {'one-off s':>10} {'prep(X) s':>10} {'per-cmp s':>10} "
+        f"{'base/one-off':>13} {'base/per-cmp':>13} {'max|dcos|':>10} {'distance':>9}"
+    )
+    print(header)
+    ok = True
+    with limiter:
+        for n, d in args.sizes:
+            r = bench_size(n, d, args)
+            ok &= r["cos_diff"] <= COS_TOLERANCE
+            print(
+                f"{f'{n}x{d}':>11} {r['baseline']:>11.3f} {r['one_off']:>10.3f} {r['prepare_x']:>10.3f} "
+                f"{r['per_comparison']:>10.3f} {r['baseline'] / r['one_off']:>12.2f}x "
+                f"{r['baseline'] / r['per_comparison']:>12.2f}x {r['cos_diff']:>10.1e} {r['distance']:>9.5f}",
+                flush=True,
+            )
+    print(f"targets: base/one-off >= 1.5x, base/per-cmp >= 3x; load average at end {os.getloadavg()[0]:.1f}")
+    if not ok:
+        print(f"FAIL: results differ from the baseline by more than {COS_TOLERANCE} in cos", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
