@@ -3,9 +3,12 @@
 An artifact (checkpoint, activations, coreset, interpreter fit) is a directory ``<root>/<kind>/<key>``
 where ``key`` hashes exactly the specification that determines it. A directory is built under a temporary
 name and renamed into place only when complete, so a job killed mid-write (even by SIGKILL) never leaves
-anything a later job would read as valid; the next job finds no final directory and rebuilds it. A file
-lock per artifact makes concurrent jobs that need the same missing artifact compute it once while the
-others wait.
+anything a later job would read as valid; the next job finds no final directory and rebuilds it (and
+removes the dead writer's temporary directory). A file lock per artifact makes concurrent jobs that need
+the same missing artifact compute it once while the others wait; the lock is an ``flock`` on a file next
+to the artifact, which the kernel releases when its holder dies, so a killed job never blocks a rerun.
+The cache folder must be on a file system with working ``flock`` when jobs run on several hosts (local
+disks, NFSv4, Lustre and GPFS have it).
 """
 
 from __future__ import annotations
@@ -43,7 +46,16 @@ def spec_key(spec: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class ArtifactRecord:
-    """One use of a cached artifact by a job, for ``result.json``."""
+    """One use of a cached artifact by a job, for ``result.json``.
+
+    Attributes:
+        kind: artifact kind.
+        key: artifact key.
+        computed: True when this job built the artifact, False when it reused it.
+        seconds: time spent in this use, excluding the time of artifacts requested while computing it
+            (they have records of their own), so the seconds of a job's records can be summed.
+            For a reused artifact this is the time spent waiting for another job's lock, if any.
+    """
 
     kind: str
     key: str
@@ -63,6 +75,9 @@ class ArtifactCache:
     root: Path
     lock_timeout: float = -1
     records: list[ArtifactRecord] = field(default_factory=list)
+    # Seconds of recorded get_or_compute calls nested in each open call (innermost last), so that an
+    # artifact computed while computing another is not counted twice when records are summed.
+    _nested: list[float] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -110,26 +125,40 @@ class ArtifactCache:
         final = self.path(kind, key)
         computed = False
         start = time.perf_counter()
-        if not final.is_dir():
-            with self._lock(kind, key):
-                # Another job may have finished it while this one waited for the lock.
-                if not final.is_dir():
-                    tmp = final.parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
-                    tmp.mkdir(parents=True)
-                    try:
-                        compute(tmp)
-                        (tmp / "spec.json").write_text(
-                            json.dumps(spec, sort_keys=True, indent=1, default=str)
-                        )
-                        _fsync_dir(tmp)
-                        os.replace(tmp, final)
-                    finally:
-                        if tmp.exists():
-                            shutil.rmtree(tmp, ignore_errors=True)
-                    computed = True
+        self._nested.append(0.0)
+        try:
+            if not final.is_dir():
+                with self._lock(kind, key):
+                    # Another job may have finished it while this one waited for the lock.
+                    if not final.is_dir():
+                        self._build(final, key, spec, compute)
+                        computed = True
+        finally:
+            elapsed = time.perf_counter() - start
+            inner = self._nested.pop()
+            if self._nested and record:
+                self._nested[-1] += elapsed
         if record:
-            self.records.append(ArtifactRecord(kind, key, computed, time.perf_counter() - start))
+            self.records.append(ArtifactRecord(kind, key, computed, max(0.0, elapsed - inner)))
         return final, computed
+
+    @staticmethod
+    def _build(final: Path, key: str, spec: dict[str, Any], compute: Callable[[Path], None]) -> None:
+        """Compute an artifact into a temporary directory and rename it into place (lock held)."""
+        # Holding the lock means no live job is writing this key: leftovers are from killed writers.
+        for stale in final.parent.glob(f".tmp-{key}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = final.parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir(parents=True)
+        try:
+            compute(tmp)
+            (tmp / "spec.json").write_text(json.dumps(spec, sort_keys=True, indent=1, default=str))
+            _fsync_dir(tmp)
+            os.replace(tmp, final)
+            _fsync_path(final.parent)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
 
     def get_or_compute_pickle(
         self, kind: str, spec: dict[str, Any], compute: Callable[[], Any], *, record: bool = True
@@ -188,8 +217,13 @@ def _fsync_dir(path: Path) -> None:
     """Flush the files of ``path`` to disk so that a rename never publishes half-written data."""
     for child in path.rglob("*"):
         if child.is_file():
-            fd = os.open(child, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _fsync_path(child)
+
+
+def _fsync_path(path: Path) -> None:
+    """Flush one file, or a directory's entries (so a rename survives a crash of the machine)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
