@@ -143,15 +143,23 @@ def load_checkpoint(arch: str, path: str | Path, num_classes: int, stem: str) ->
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"model checkpoint not found: {path}")
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is a bad model.weights value
+        raise ValueError(f"model checkpoint {path} is not a readable torch file: {err}") from err
     adapter = build_architecture(arch, num_classes, stem)
-    if isinstance(obj, nn.Module):
-        obj = obj.state_dict()
     if isinstance(obj, dict):
         for key in ("state_dict", "model"):
-            if key in obj and isinstance(obj[key], dict):
+            if key in obj and isinstance(obj[key], dict | nn.Module):
                 obj = obj[key]
                 break
+    if isinstance(obj, nn.Module):
+        obj = obj.state_dict()
+    if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
+        raise ValueError(
+            f"model checkpoint {path} does not hold a state dict (got {type(obj).__name__}); expected a "
+            "state dict, a dict with a 'state_dict' or 'model' entry, or a pickled module"
+        )
     # Checkpoints saved from DataParallel prefix every key.
     state = {k.removeprefix("module."): v for k, v in obj.items()}
     try:
