@@ -16,6 +16,7 @@ from coreset_interp.selectors import (  # noqa: F401
     kernel_thinning,
     moderate,
     random,
+    transfer,
 )
 from coreset_interp.selectors.base import SELECTORS, Selector, class_budget
 
