@@ -97,38 +97,42 @@ def baseline_cosine(X: Any, Y: Any, alpha: float) -> float:
     return float(np.clip(cosine, -1.0, 1.0))
 
 
-def best_time(func: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    """Best wall-clock time of `repeats` calls, and the last result."""
-    best, result = math.inf, None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = func()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+def timed(func: Callable[[], Any]) -> tuple[float, Any]:
+    """Wall-clock seconds of one call, and its result."""
+    start = time.perf_counter()
+    result = func()
+    return time.perf_counter() - start, result
 
 
 def bench_size(n: int, d: int, args: argparse.Namespace) -> dict[str, float]:
-    """Time the three methods on one size and check that they agree."""
+    """Time the three methods on one size and check that they agree.
+
+    The methods take turns within each repeat, so that a change in the machine's load during the run hits
+    all of them alike; the best time of each is kept.
+    """
     from coreset_interp.metrics.shape import angular_distance, angular_distance_prepared, prepare
 
     X, Y = make_inputs(n, d, args.seed)
     alpha = args.alpha
-    t_base, cos_base = best_time(lambda: baseline_cosine(X, Y, alpha), args.repeats)
-    t_one, dist_one = best_time(lambda: angular_distance(X, Y, alpha), args.repeats)
-    t_prep_x, prepared_x = best_time(lambda: prepare(X, alpha), 1)
+    t_prep_x, prepared_x = timed(lambda: prepare(X, alpha))
 
     def one_comparison() -> float:
         return angular_distance_prepared(prepared_x, prepare(Y, alpha))
 
-    t_cmp, dist_cmp = best_time(one_comparison, args.repeats)
-    return {
-        "baseline": t_base,
-        "one_off": t_one,
-        "prepare_x": t_prep_x,
-        "per_comparison": t_cmp,
-        "distance": dist_one,
-        "cos_diff": max(abs(math.cos(dist_one) - cos_base), abs(math.cos(dist_cmp) - cos_base)),
+    methods = {
+        "baseline": lambda: baseline_cosine(X, Y, alpha),
+        "one_off": lambda: angular_distance(X, Y, alpha),
+        "per_comparison": one_comparison,
     }
+    best = dict.fromkeys(methods, math.inf)
+    results: dict[str, float] = {}
+    for _ in range(args.repeats):
+        for name, func in methods.items():
+            seconds, results[name] = timed(func)
+            best[name] = min(best[name], seconds)
+    cos_base = results["baseline"]
+    cos_diff = max(abs(math.cos(results[name]) - cos_base) for name in ("one_off", "per_comparison"))
+    return {**best, "prepare_x": t_prep_x, "distance": results["one_off"], "cos_diff": cos_diff}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"numpy {np.__version__}, scipy {scipy.__version__}, threads={args.threads} "
         f"({'threadpoolctl' if use_threadpoolctl else 'env vars'}), alpha={args.alpha}, "
-        f"repeats={args.repeats} (best kept), load average at start {os.getloadavg()[0]:.1f}"
+        f"repeats={args.repeats} (interleaved, best kept), load average at start {os.getloadavg()[0]:.1f}"
     )
     header = (
         f"{'n x d':>11} {'baseline s':>11} {'one-off s':>10} {'prep(X) s':>10} {'per-cmp s':>10} "
