@@ -1,0 +1,477 @@
+"""Figures: one job's summary (attached to its W&B run) and a sweep's paper figures (Figs. 2-4, cost).
+
+Everything is drawn with matplotlib's object-oriented API on :class:`~matplotlib.figure.Figure` objects
+(no ``pyplot``), so no global figure registry or backend switch is involved and the functions are safe in
+worker processes. The sweep figures take :class:`Series`, one per (dataset, model, selector, interpreter),
+as built by :mod:`coreset_interp.report`.
+
+Encoding (the paper's): colour = model, marker = selector, one panel per interpreter; the full-data
+reference is a solid horizontal line in the model's colour.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+INTERPRETER_ORDER = ("ice", "topic", "vebi")
+INTERPRETER_LABELS = {"ice": "ICE", "topic": "Topic-based", "vebi": "VEBI"}
+SELECTOR_ORDER = ("random", "moderate", "dgpruning", "kcenter", "kernel_thinning", "full", "transfer")
+SELECTOR_MARKERS = {
+    "random": "o",
+    "moderate": "s",
+    "dgpruning": "^",
+    "kcenter": "D",
+    "kernel_thinning": "v",
+    "full": "*",
+}
+_EXTRA_MARKERS = ("P", "X", "h", "<", ">", "p", "8")
+_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+DPI = 110
+# Hollow markers keep every selector visible where curves coincide.
+_HOLLOW: dict[str, Any] = {"lw": 1, "ms": 7, "mfc": "none", "mew": 1.4}
+
+
+@dataclass
+class Series:
+    """The aggregated results of one (dataset, model, selector, interpreter) over rho.
+
+    Attributes:
+        dataset: dataset name.
+        model: model name.
+        selector: selector label (``base<-source`` for transfer coresets).
+        interpreter: interpreter name.
+        points: percent -> metric name -> value (averaged over seeds and repeated jobs).
+        full: full-data reference metrics (``accuracy``, ``fit_seconds``, ...).
+        model_accuracy: the intact model's val accuracy.
+        null_phi: Phi against the same architecture with random weights (None when not computed).
+        vebi: percent -> {``units``: layer -> count, ``coverage``: layer -> value} for VEBI.
+        full_vebi_units: layer -> count of the full-data VEBI fit.
+        jobs: the job folders that contributed.
+    """
+
+    dataset: str
+    model: str
+    selector: str
+    interpreter: str
+    points: dict[int, dict[str, float]] = field(default_factory=dict)
+    full: dict[str, float] = field(default_factory=dict)
+    model_accuracy: float | None = None
+    null_phi: float | None = None
+    vebi: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
+    full_vebi_units: dict[str, float] = field(default_factory=dict)
+    jobs: list[str] = field(default_factory=list)
+
+    def curve(self, metric: str) -> tuple[list[int], list[float]]:
+        """Args:
+            metric: a key of the rho entries (e.g. ``accuracy``, ``angular_distance``).
+
+        Returns:
+            (percents, values) for the percents where the metric is a finite number.
+        """
+        xs, ys = [], []
+        for p in sorted(self.points):
+            v = self.points[p].get(metric)
+            if v is not None and math.isfinite(v):
+                xs.append(p)
+                ys.append(v)
+        return xs, ys
+
+
+def ordered(names: Iterable[str], order: Sequence[str]) -> list[str]:
+    """Args:
+        names: names to order.
+        order: the preferred order; other names follow alphabetically.
+
+    Returns:
+        Unique names, known ones first.
+    """
+    unique = set(names)
+    known = [n for n in order if n in unique]
+    return known + sorted(unique - set(known))
+
+
+def _base_selector(label: str) -> str:
+    # Transfer labels look like "moderate<-resnet50": the marker follows the choosing method.
+    return label.split("<-")[0]
+
+
+def _styles(series: Sequence[Series]) -> tuple[dict[str, str], dict[str, str]]:
+    models = ordered((s.model for s in series), ())
+    selectors = ordered((s.selector for s in series), SELECTOR_ORDER)
+    colors = {m: _COLORS[i % len(_COLORS)] for i, m in enumerate(models)}
+    markers: dict[str, str] = {}
+    extra = iter(_EXTRA_MARKERS * 4)
+    for sel in selectors:
+        base = _base_selector(sel)
+        markers[sel] = next(extra) if "<-" in sel or base not in SELECTOR_MARKERS else SELECTOR_MARKERS[base]
+    return colors, markers
+
+
+def _legend(fig: Figure, colors: dict[str, str], markers: dict[str, str], extra: list[Line2D]) -> None:
+    handles = [Line2D([], [], color=c, lw=2, label=m) for m, c in colors.items()]
+    handles += [
+        Line2D([], [], color="0.3", marker=mk, ls="none", ms=7, label=sel) for sel, mk in markers.items()
+    ]
+    handles += extra
+    fig.legend(
+        handles=handles,
+        loc="outside right center",
+        frameon=False,
+        fontsize=9,
+    )
+
+
+def _panels(n: int, height: float = 3.6, width: float = 4.2) -> tuple[Figure, list[Any]]:
+    fig = Figure(figsize=(width * n + 2.2, height), layout="constrained", dpi=DPI)
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def _group(series: Sequence[Series]) -> dict[str, list[Series]]:
+    by_interp: dict[str, list[Series]] = {}
+    for s in series:
+        by_interp.setdefault(s.interpreter, []).append(s)
+    return {k: by_interp[k] for k in ordered(by_interp, INTERPRETER_ORDER)}
+
+
+def _percent_axis(ax: Any, percents: Iterable[int]) -> None:
+    ticks = sorted(set(percents))
+    if ticks:
+        ax.set_xticks(ticks)
+        ax.tick_params(axis="x", labelsize=8)
+    ax.set_xlabel("coreset size rho (%)")
+    ax.grid(alpha=0.3)
+
+
+def accuracy_figure(series: Sequence[Series], path: Path) -> Path | None:
+    """The paper's Fig. 2: accuracy of the model on the interpretation's relevant features vs rho.
+
+    Args:
+        series: aggregated results.
+        path: PNG to write.
+
+    Returns:
+        The PNG path, or None when there is nothing to plot.
+    """
+    groups = _group([s for s in series if s.curve("accuracy")[0]])
+    if not groups:
+        return None
+    colors, markers = _styles([s for g in groups.values() for s in g])
+    fig, axes = _panels(len(groups))
+    for ax, (interp, group) in zip(axes, groups.items(), strict=True):
+        full_drawn: set[str] = set()
+        for s in group:
+            xs, ys = s.curve("accuracy")
+            ax.plot(xs, [100 * y for y in ys], color=colors[s.model], marker=markers[s.selector], **_HOLLOW)
+            if s.model not in full_drawn and s.full.get("accuracy") is not None:
+                ax.axhline(100 * s.full["accuracy"], color=colors[s.model], lw=1.8)
+                full_drawn.add(s.model)
+            if s.model_accuracy is not None and interp == "vebi":
+                # VEBI's accuracy is after ablating the relevant units: the intact model is the reference.
+                ax.axhline(100 * s.model_accuracy, color=colors[s.model], lw=1, ls=":")
+        _percent_axis(ax, [p for s in group for p in s.points])
+        ax.set_title(INTERPRETER_LABELS.get(interp, interp))
+        ax.set_ylabel("accuracy (%)" + (" after ablation" if interp == "vebi" else ""))
+    extra = [Line2D([], [], color="0.3", lw=1.8, label="full data (100 %)")]
+    if "vebi" in groups:
+        extra.append(Line2D([], [], color="0.3", lw=1, ls=":", label="intact model"))
+    _legend(fig, colors, markers, extra)
+    fig.suptitle("Accuracy on the relevant features vs coreset size (Fig. 2)")
+    return _save(fig, path)
+
+
+def phi_figure(series: Sequence[Series], path: Path) -> Path | None:
+    """The paper's Fig. 4: angular distance Phi between coreset and full-data features vs rho.
+
+    Args:
+        series: aggregated results.
+        path: PNG to write.
+
+    Returns:
+        The PNG path, or None when there is nothing to plot.
+    """
+    groups = _group([s for s in series if s.curve("angular_distance")[0]])
+    if not groups:
+        return None
+    colors, markers = _styles([s for g in groups.values() for s in g])
+    fig, axes = _panels(len(groups))
+    for ax, (interp, group) in zip(axes, groups.items(), strict=True):
+        nulls: dict[str, float] = {}
+        for s in group:
+            xs, ys = s.curve("angular_distance")
+            ax.plot(xs, ys, color=colors[s.model], marker=markers[s.selector], **_HOLLOW)
+            if s.null_phi is not None:
+                nulls[s.model] = s.null_phi
+        _percent_axis(ax, [p for s in group for p in s.points])
+        ax.set_ylim(bottom=0)
+        ax.set_title(INTERPRETER_LABELS.get(interp, interp))
+        ax.set_ylabel("angular distance Phi (rad)")
+        if nulls:
+            # The null reference is usually far above the coreset curves: a note keeps the scale readable.
+            text = "null (random weights):\n" + "\n".join(f"{m}: {v:.3g}" for m, v in nulls.items())
+            ax.text(
+                0.98,
+                0.98,
+                text,
+                transform=ax.transAxes,
+                ha="right",
+                va="top",
+                fontsize=8,
+                bbox={"boxstyle": "round", "fc": "white", "ec": "0.7", "alpha": 0.9},
+            )
+    _legend(fig, colors, markers, [])
+    fig.suptitle("Similarity of coreset and full-data relevant features, lower = closer (Fig. 4)")
+    return _save(fig, path)
+
+
+def cost_figure(series: Sequence[Series], path: Path) -> Path | None:
+    """The cost of interpretation (Sec. 4.6): fit seconds and speed-up t_full / t_rho vs rho.
+
+    Lines average the selectors of one (model, interpreter): the fit cost depends on the coreset's size,
+    not on how it was chosen. The dashed grey curve is the ideal 1/rho speed-up of a cost linear in n.
+
+    Args:
+        series: aggregated results.
+        path: PNG to write.
+
+    Returns:
+        The PNG path, or None when there is nothing to plot.
+    """
+    pairs: dict[tuple[str, str], list[Series]] = {}
+    for s in series:
+        if s.curve("fit_seconds")[0]:
+            pairs.setdefault((s.model, s.interpreter), []).append(s)
+    if not pairs:
+        return None
+    interps = ordered((i for _, i in pairs), INTERPRETER_ORDER)
+    models = ordered((m for m, _ in pairs), ())
+    icolor = {i: _COLORS[k % len(_COLORS)] for k, i in enumerate(interps)}
+    mstyle = {m: ("-", "--", "-.", ":")[k % 4] for k, m in enumerate(models)}
+    fig, (ax_t, ax_s) = _panels(2, width=4.6)
+    all_p: set[int] = set()
+    for (model, interp), group in pairs.items():
+        fit = _mean_curves(group, "fit_seconds")
+        speed = _mean_curves(group, "speedup")
+        xs = sorted(fit)
+        all_p.update(xs)
+        style = {"color": icolor[interp], "ls": mstyle[model], "marker": "o", "ms": 4}
+        ax_t.plot(xs, [fit[p] for p in xs], **style)
+        full = [s.full.get("fit_seconds") for s in group if s.full.get("fit_seconds")]
+        if full:
+            ax_t.axhline(float(np.mean(full)), color=icolor[interp], ls=mstyle[model], lw=0.8, alpha=0.6)
+        sx = sorted(speed)
+        ax_s.plot(sx, [speed[p] for p in sx], **style)
+    grid = np.linspace(max(1, min(all_p)), max(all_p), 100)
+    ax_s.plot(grid, 100.0 / grid, color="0.5", ls="--", lw=1)
+    for ax, label in ((ax_t, "interpreter fit time (s)"), (ax_s, "speed-up t_full / t_rho")):
+        _percent_axis(ax, all_p)
+        ax.set_yscale("log")
+        ax.set_ylabel(label)
+    ax_t.set_title("fit time (thin line: full data)")
+    ax_s.set_title("speed-up (dashed: ideal 1/rho)")
+    handles = [Line2D([], [], color=icolor[i], lw=2, label=INTERPRETER_LABELS.get(i, i)) for i in interps]
+    handles += [Line2D([], [], color="0.3", ls=mstyle[m], label=m) for m in models]
+    fig.legend(handles=handles, loc="outside right center", frameon=False, fontsize=9)
+    fig.suptitle("Interpretation cost vs coreset size (Sec. 4.6)")
+    return _save(fig, path)
+
+
+def _mean_curves(group: Sequence[Series], metric: str) -> dict[int, float]:
+    acc: dict[int, list[float]] = {}
+    for s in group:
+        for p, v in zip(*s.curve(metric), strict=True):
+            acc.setdefault(p, []).append(v)
+    return {p: float(np.mean(v)) for p, v in acc.items()}
+
+
+def _as_percent(values: Sequence[float]) -> list[float]:
+    # The coverage may be stored as a fraction or as a percentage; fractions never exceed 1.
+    return [100 * v for v in values] if values and max(values) <= 1.0 else list(values)
+
+
+def vebi_figure(series: Sequence[Series], path: Path, percent: int | None = None) -> Path | None:
+    """The paper's Fig. 3: VEBI's relevant units per layer and their coverage of the full-data units.
+
+    One row per model: left, units per layer for each selector (and the full data); right, the
+    percentage of each layer's coreset units that the full data also finds, one row per selector.
+
+    Args:
+        series: aggregated results (only VEBI series with per-layer data are used).
+        path: PNG to write.
+        percent: the rho (in %) to show; None = the smallest available one of 10..50, else the smallest.
+
+    Returns:
+        The PNG path, or None when no VEBI series carries per-layer data.
+    """
+    vebi = [s for s in series if s.vebi]
+    if not vebi:
+        return None
+    models = ordered((s.model for s in vebi), ())
+    available = sorted({p for s in vebi for p in s.vebi})
+    if percent is None or percent not in available:
+        preferred = [p for p in available if 10 <= p <= 50]
+        percent = (preferred or available)[0]
+    _, markers = _styles(vebi)
+    fig = Figure(figsize=(13, 3.8 * len(models)), layout="constrained", dpi=DPI)
+    axes = fig.subplots(len(models), 2, squeeze=False, width_ratios=[1, 1.3])
+    for row, model in enumerate(models):
+        ax_u, ax_c = axes[row]
+        group = [s for s in vebi if s.model == model and percent in s.vebi]
+        order = ordered([x.selector for x in group], SELECTOR_ORDER)
+        group.sort(key=lambda s: order.index(s.selector))
+        layers = _layer_order(group)
+        x = np.arange(len(layers))
+        for s in group:
+            units = s.vebi[percent].get("units", {})
+            ax_u.plot(
+                x,
+                [units.get(layer, 0) for layer in layers],
+                marker=markers[s.selector],
+                lw=1,
+                label=s.selector,
+            )
+        full = next((s.full_vebi_units for s in group if s.full_vebi_units), None)
+        if full:
+            ax_u.plot(x, [full.get(layer, 0) for layer in layers], color="k", lw=1.8, label="full data")
+        ax_u.set_xticks(x, _short(layers), rotation=90, fontsize=7)
+        ax_u.set_ylabel("relevant units")
+        ax_u.set_title(f"{model}: units per layer at rho = {percent} %")
+        ax_u.legend(fontsize=8, frameon=False)
+        ax_u.grid(alpha=0.3)
+        matrix = np.full((len(group), len(layers)), np.nan)
+        for i, s in enumerate(group):
+            cov = s.vebi[percent].get("coverage", {})
+            vals = _as_percent([float(v) for v in cov.values() if v is not None])
+            lookup = dict(zip([k for k, v in cov.items() if v is not None], vals, strict=True))
+            for j, layer in enumerate(layers):
+                if layer in lookup:
+                    matrix[i, j] = lookup[layer]
+        im = ax_c.imshow(matrix, vmin=0, vmax=100, cmap="viridis", aspect="auto")
+        for (i, j), v in np.ndenumerate(matrix):
+            if math.isfinite(v):
+                ax_c.text(
+                    j,
+                    i,
+                    f"{v:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if v < 60 else "black",
+                )
+        ax_c.set_xticks(x, _short(layers), rotation=90, fontsize=7)
+        ax_c.set_yticks(np.arange(len(group)), [s.selector for s in group], fontsize=8)
+        ax_c.set_title(f"{model}: coverage of full-data units (%), blank = no units")
+        fig.colorbar(im, ax=ax_c, shrink=0.8)
+    fig.suptitle("VEBI: relevant units per layer and intersection coverage (Fig. 3)")
+    return _save(fig, path)
+
+
+def _layer_order(group: Sequence[Series]) -> list[str]:
+    layers: list[str] = []
+    for s in group:
+        for entry in s.vebi.values():
+            for layer in list(entry.get("units", {})) + list(entry.get("coverage", {})):
+                if layer not in layers:
+                    layers.append(layer)
+        for layer in s.full_vebi_units:
+            if layer not in layers:
+                layers.append(layer)
+    return layers
+
+
+def _short(layers: Sequence[str], width: int = 18) -> list[str]:
+    return [name if len(name) <= width else "…" + name[-(width - 1) :] for name in layers]
+
+
+def job_figures(payload: dict[str, Any], folder: Path) -> dict[str, Path]:
+    """The figures of one finished job, for its folder and its W&B run.
+
+    Args:
+        payload: the job's result (``ratios``, ``full``, ``model_accuracy``, ...).
+        folder: the job's output folder (figures go to ``<folder>/figures``).
+
+    Returns:
+        name -> PNG path (``summary``, and ``vebi_units`` when the job carries VEBI per-layer data).
+    """
+    entries = [e for e in payload.get("ratios") or [] if isinstance(e, dict) and "percent" in e]
+    if not entries:
+        return {}
+    out: dict[str, Path] = {}
+    xs = [int(e["percent"]) for e in entries]
+    full = payload.get("full") or {}
+    fig, (ax_a, ax_p, ax_t) = _panels(3, height=3.3, width=4.0)
+    acc = [_num(e.get("accuracy")) for e in entries]
+    ax_a.plot(xs, [100 * a if a is not None else np.nan for a in acc], marker="o", label="coreset")
+    if _num(full.get("accuracy")) is not None:
+        ax_a.axhline(100 * full["accuracy"], color="k", lw=1.5, label="full data")
+    if _num(payload.get("model_accuracy")) is not None:
+        ax_a.axhline(100 * payload["model_accuracy"], color="0.5", lw=1, ls=":", label="intact model")
+    ax_a.set_ylabel("accuracy (%)")
+    ax_a.legend(fontsize=8, frameon=False)
+    phi = [_num(e.get("angular_distance")) for e in entries]
+    ax_p.plot(xs, [v if v is not None else np.nan for v in phi], marker="o", color="C1", label="mean")
+    lo, hi = _per_class_band(entries)
+    ax_p.fill_between(xs, lo, hi, color="C1", alpha=0.2, label="class range")
+    ax_p.set_ylim(bottom=0)
+    ax_p.set_ylabel("angular distance Phi (rad)")
+    ax_p.legend(fontsize=8, frameon=False)
+    fit = [_num(e.get("fit_seconds")) for e in entries]
+    ax_t.plot(xs, [v if v is not None else np.nan for v in fit], marker="o", color="C2", label="coreset fit")
+    if _num(full.get("fit_seconds")):
+        ax_t.axhline(full["fit_seconds"], color="k", lw=1.5, label="full-data fit")
+    ax_t.set_yscale("log")
+    ax_t.set_ylabel("fit time (s)")
+    ax_t.legend(fontsize=8, frameon=False)
+    for ax in (ax_a, ax_p, ax_t):
+        _percent_axis(ax, xs)
+    name = " / ".join(str(payload.get(k, "?")) for k in ("model", "selector", "interpreter"))
+    fig.suptitle(name)
+    out["summary"] = _save(fig, Path(folder) / "figures" / "summary.png")
+    if any(isinstance(e.get("vebi_units_per_layer"), dict) for e in entries):
+        series = Series(
+            str(payload.get("dataset", "")),
+            str(payload.get("model", "")),
+            str(payload.get("selector", "")),
+            "vebi",
+            vebi={
+                int(e["percent"]): {
+                    "units": dict(e.get("vebi_units_per_layer") or {}),
+                    "coverage": dict(e.get("vebi_coverage_per_layer") or {}),
+                }
+                for e in entries
+            },
+            full_vebi_units=dict(full.get("vebi_units_per_layer") or {}),
+        )
+        path = vebi_figure([series], Path(folder) / "figures" / "vebi_units.png")
+        if path is not None:
+            out["vebi_units"] = path
+    return out
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _per_class_band(entries: Sequence[dict[str, Any]]) -> tuple[list[float], list[float]]:
+    lo, hi = [], []
+    for e in entries:
+        vals = [v for v in (e.get("angular_distance_per_class") or {}).values() if _num(v) is not None]
+        lo.append(min(vals) if vals else np.nan)
+        hi.append(max(vals) if vals else np.nan)
+    return lo, hi
