@@ -64,6 +64,19 @@ class Interpreter(ABC):
         """
         return dict(self._params)
 
+    def prepare(self, ctx: InterpretContext) -> dict[str, Any]:
+        """Per-model work that every fit of the method shares (e.g. VEBI's unit features of the whole train
+        split, computed in the same kind of pass as the activations), done once per job before any fit so
+        that the timed fits measure the method's own cost. Fits must still work without it.
+
+        Args:
+            ctx: the context.
+
+        Returns:
+            JSON-serialisable facts for result.json's ``full`` entry (default: none).
+        """
+        return {}
+
     @abstractmethod
     def fit(self, ctx: InterpretContext, indices: np.ndarray, seed: int) -> Any:
         """Learn the relevant features from some train images.
