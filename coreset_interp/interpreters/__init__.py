@@ -6,10 +6,14 @@ from typing import Any
 
 from coreset_interp.interpreters.base import InterpretContext, Interpreter
 from coreset_interp.interpreters.ice import ICE
+from coreset_interp.interpreters.topic import Topic
+from coreset_interp.interpreters.vebi import VEBI
 from coreset_interp.registry import Registry
 
 INTERPRETERS: Registry[Interpreter] = Registry("interpreter")
 INTERPRETERS.register("ice")(ICE)
+INTERPRETERS.register("topic")(Topic)
+INTERPRETERS.register("vebi")(VEBI)
 
 
 def get_interpreter(name: str, **params: Any) -> Interpreter:

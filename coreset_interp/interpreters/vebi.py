@@ -1,0 +1,457 @@
+"""VEBI, Visual Explanation By Interpretation (Oramas et al., ICLR 2019), as used by the paper.
+
+Every unit (channel of every ReLU call, :mod:`vebi_units`) of every train image gets an energy feature;
+a positive mu-lasso per class (:mod:`vebi_lasso`) regresses the one-hot *predicted* class on them, and the
+units with non-zero weight are the class's relevant units.
+
+Evaluation (the paper's Sec. 4.2): each val image is classified with its class's relevant units zeroed
+during the forward pass; reported are the accuracy, its drop from the intact model, the mean drop of the
+true class's softmax probability, and the same two drops for a control that zeroes as many randomly chosen
+units per layer (drawn among the class's other units of that layer, ``random_draws`` seeded draws).
+
+Interpretation maps (Sec. 4.1): the relevant units' activation maps for the val images of the class. Units
+of different layers have different spatial sizes; every map is adaptive-average-pooled to the last conv
+block's h x w (the size the other methods' maps have) and the channels are concatenated by decreasing
+lasso weight, giving (n*h*w, k). When the full-data and coreset fits found different numbers of units, both
+sides keep their top-N units by weight, N the smaller count (the paper's rule, :meth:`VEBI.paired_maps`).
+
+Cost: the unit features of the whole train split are computed once per model in :meth:`VEBI.prepare`
+(a cached artifact, like the last-conv activations, and outside the timed fit); a fit only accumulates
+E^T E over its rows and solves the lasso, the O(n d^2) work of the paper's Sec. 4.6.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Subset
+
+from coreset_interp.interpreters.base import InterpretContext, Interpreter
+from coreset_interp.interpreters.vebi_lasso import accumulate_gram, positive_lasso_l1
+from coreset_interp.interpreters.vebi_units import (
+    ReluCalls,
+    StagedModel,
+    StopForward,
+    UnitFeatures,
+    UnitLayer,
+    extract_unit_features,
+    unit_features_spec,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VEBIFit:
+    """The relevant units of every class.
+
+    Attributes:
+        layers: the unit layers (ReLU calls) of the model.
+        units: per class, global unit indices by decreasing lasso weight.
+        weights: per class, the matching weights.
+        saturated: per class, True when the positive lasso path ended before ||w||_1 reached mu.
+        mu: the L1 budget.
+        seed: the fit's seed (seeds the random-unit control of the evaluation).
+        n_samples: train images the fit used.
+    """
+
+    layers: list[UnitLayer]
+    units: dict[int, np.ndarray]
+    weights: dict[int, np.ndarray]
+    saturated: dict[int, bool]
+    mu: float
+    seed: int
+    n_samples: int
+    _offsets: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._offsets = np.asarray([layer.offset for layer in self.layers], dtype=np.int64)
+
+    def unit_positions(self, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Args:
+            units: global unit indices.
+
+        Returns:
+            (call index, channel) of each unit.
+        """
+        units = np.asarray(units, dtype=np.int64)
+        calls = np.searchsorted(self._offsets, units, side="right") - 1
+        return calls, units - self._offsets[calls]
+
+    def by_layer(self, units: np.ndarray) -> dict[int, np.ndarray]:
+        """Args:
+            units: global unit indices.
+
+        Returns:
+            call index -> sorted channels of those units in that call.
+        """
+        calls, channels = self.unit_positions(units)
+        return {int(c): np.sort(channels[calls == c]) for c in np.unique(calls)}
+
+    def top(self, c: int, n: int | None = None) -> np.ndarray:
+        """Args:
+            c: a class.
+            n: how many (None = all).
+
+        Returns:
+            The class's top-``n`` units by weight (empty for a class without units).
+        """
+        units = self.units.get(int(c), np.zeros(0, dtype=np.int64))
+        return units if n is None else units[:n]
+
+
+class VEBI(Interpreter):
+    """VEBI's relevant units from a constrained positive lasso per class.
+
+    Args:
+        mu: the L1 budget of each class's weights (``||w_c||_1 <= mu``). The feature scale makes it
+            dataset-dependent: the port used 0.001 on ImageNet, which gives one unit per class on the
+            embedded default, whose positive path saturates (4-8 units per class) from mu ~ 60-70.
+        random_draws: draws of the random-unit control.
+        working_set: units the lasso starts from (the most correlated); the solution does not depend on it.
+        gram_batch: train rows read per step when accumulating E^T E.
+    """
+
+    name = "vebi"
+    paired = True
+
+    def __init__(
+        self, mu: float = 50.0, random_draws: int = 5, working_set: int = 128, gram_batch: int = 1024
+    ) -> None:
+        if not mu > 0:
+            raise ValueError(f"vebi mu must be > 0, got {mu}")
+        if random_draws < 1:
+            raise ValueError(f"vebi random_draws must be >= 1, got {random_draws}")
+        super().__init__(mu=float(mu), random_draws=int(random_draws))
+        self.mu = float(mu)
+        self.random_draws = int(random_draws)
+        # Neither changes the result, so neither is part of the cache key (params()).
+        self.working_set = int(working_set)
+        self.gram_batch = int(gram_batch)
+        self._features: dict[str, UnitFeatures] = {}
+        self._staged: dict[int, StagedModel] = {}
+
+    # ----------------------------------------------------------------------------------- features
+    def unit_features(self, ctx: InterpretContext, record: bool = False) -> UnitFeatures:
+        """The train split's unit features, computed once per model and cached.
+
+        Args:
+            ctx: the context.
+            record: list the artifact in the job's artifact records.
+
+        Returns:
+            The features (memory-mapped).
+        """
+        if ctx.model_key not in self._features:
+
+            def compute(folder: Path) -> None:
+                extract_unit_features(
+                    ctx.model,
+                    ctx.dataset.split("train"),
+                    folder,
+                    ctx.device,
+                    batch_size=ctx.batch_size,
+                    num_workers=ctx.num_workers,
+                    progress=ctx.progress,
+                )
+
+            path, _ = ctx.cache.get_or_compute(
+                "unit_features", unit_features_spec(ctx.model_key), compute, record=record
+            )
+            feats = UnitFeatures.open(path)
+            labels = np.load(path / "labels.npy")
+            if not np.array_equal(labels, ctx.train.labels):
+                raise ValueError("vebi: the unit features' labels do not match the train activations")
+            self._features[ctx.model_key] = feats
+        return self._features[ctx.model_key]
+
+    def prepare(self, ctx: InterpretContext) -> dict[str, Any]:
+        """Compute (or load) the train split's unit features before any timed fit.
+
+        Args:
+            ctx: the context.
+
+        Returns:
+            ``vebi_units_total`` and ``vebi_layers`` (number of unit layers).
+        """
+        feats = self.unit_features(ctx, record=True)
+        return {"vebi_units_total": feats.units, "vebi_layers": len(feats.layers)}
+
+    # ---------------------------------------------------------------------------------------- fit
+    def fit(self, ctx: InterpretContext, indices: np.ndarray, seed: int) -> VEBIFit:
+        """Relevant units of every class from some train images.
+
+        Args:
+            ctx: the context.
+            indices: sorted train indices.
+            seed: seed of the evaluation's random-unit control (the lasso is deterministic).
+
+        Returns:
+            The fit.
+        """
+        indices = np.sort(np.asarray(indices, dtype=np.int64))
+        if len(indices) == 0:
+            raise ValueError("vebi: no train samples selected")
+        feats = self.unit_features(ctx)
+        num_classes = int(ctx.dataset.num_classes)
+        gram, xy = accumulate_gram(feats.E, indices, ctx.train.preds[indices], num_classes, self.gram_batch)
+        units, weights, saturated = {}, {}, {}
+        for c in range(num_classes):
+            sol = positive_lasso_l1(gram, xy[:, c], len(indices), self.mu, working_set=self.working_set)
+            units[c], weights[c], saturated[c] = sol.units, sol.weights, sol.saturated
+        return VEBIFit(feats.layers, units, weights, saturated, self.mu, int(seed), len(indices))
+
+    # --------------------------------------------------------------------------------- forward passes
+    def _images(self, ctx: InterpretContext, indices: np.ndarray) -> Iterator[torch.Tensor]:
+        data = Subset(ctx.dataset.split("val"), np.asarray(indices).tolist())
+        loader = DataLoader(data, batch_size=ctx.batch_size, shuffle=False, num_workers=ctx.num_workers)
+        for x, _ in loader:
+            yield x.to(ctx.device)
+
+    def _staged_model(self, ctx: InterpretContext, sample: torch.Tensor) -> StagedModel:
+        if id(ctx.model) not in self._staged:
+            self._staged[id(ctx.model)] = StagedModel(ctx.model, sample[:1])
+        return self._staged[id(ctx.model)]
+
+    def _capture(
+        self, ctx: InterpretContext, fit: VEBIFit, indices: np.ndarray, units: np.ndarray
+    ) -> np.ndarray:
+        """Pooled activation maps of some units for some val images.
+
+        Returns:
+            (n, len(units), h, w) float32, channels in the order of ``units``.
+        """
+        _, h, w = ctx.val.map_shape
+        wanted = fit.by_layer(units)
+        calls, channels = fit.unit_positions(units)
+        last = max(wanted)
+        out: list[np.ndarray] = []
+        for x in self._images(ctx, indices):
+            got: dict[int, torch.Tensor] = {}
+
+            def grab(i: int, a: torch.Tensor, got: dict[int, torch.Tensor] = got) -> None:
+                if i in wanted:
+                    sel = torch.as_tensor(wanted[i], device=a.device)
+                    got[i] = F.adaptive_avg_pool2d(a.index_select(1, sel).float(), (h, w))
+                if i == last:
+                    raise StopForward
+
+            with torch.no_grad(), ReluCalls(ctx.model, grab) as hooks:
+                hooks.reset()
+                with contextlib.suppress(StopForward):
+                    ctx.model(x)
+            if set(got) != set(wanted):
+                raise RuntimeError(f"vebi: ReLU calls {sorted(set(wanted) - set(got))} never happened")
+            cols = [
+                got[int(c)][:, int(np.searchsorted(wanted[int(c)], ch))]
+                for c, ch in zip(calls, channels, strict=True)
+            ]
+            out.append(torch.stack(cols, dim=1).cpu().numpy())
+        return np.concatenate(out)
+
+    @staticmethod
+    def _rows(z: np.ndarray) -> np.ndarray:
+        # (n, k, h, w) -> image-major positions as rows, the layout of ActivationStore.positions.
+        return z.transpose(0, 2, 3, 1).reshape(-1, z.shape[1])
+
+    def _empty(self, ctx: InterpretContext, indices: np.ndarray) -> np.ndarray:
+        # One constant column: a side without units has no variance, so Phi reports it as missing.
+        _, h, w = ctx.val.map_shape
+        return np.zeros((len(indices) * h * w, 1), dtype=np.float32)
+
+    # ------------------------------------------------------------------------------------------ maps
+    def maps(self, fit: VEBIFit, ctx: InterpretContext, indices: np.ndarray) -> np.ndarray:
+        """Args:
+            fit: the fit.
+            ctx: the context.
+            indices: val indices of one class.
+
+        Returns:
+            The class's relevant units' maps, pooled to the last conv block's size, by decreasing weight
+            (len*h*w x k); one zero column when the class has no unit.
+        """
+        units = fit.top(int(ctx.val.labels[indices[0]]))
+        if len(units) == 0:
+            return self._empty(ctx, indices)
+        return self._rows(self._capture(ctx, fit, indices, units))
+
+    def paired_maps(
+        self,
+        fit_full: VEBIFit,
+        fit_coreset: VEBIFit,
+        ctx: InterpretContext,
+        indices: np.ndarray,
+        ctx_other: InterpretContext | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Both fits' maps of one class with the same number of units: the top-N by weight of each,
+        N = the smaller count (the paper's rule).
+
+        Args:
+            fit_full: the full-data fit.
+            fit_coreset: a coreset fit (or another model's fit, see ``ctx_other``).
+            ctx: the context of ``fit_full``.
+            indices: val indices of one class.
+            ctx_other: the context of ``fit_coreset`` when it belongs to another model (the null
+                reference); None = ``ctx``.
+
+        Returns:
+            (Z, Z'), each (len*h*w x N).
+        """
+        c = int(ctx.val.labels[indices[0]])
+        n = min(len(fit_full.top(c)), len(fit_coreset.top(c)))
+        if n == 0:
+            empty = self._empty(ctx, indices)
+            return empty, empty.copy()
+        a, b = fit_full.top(c, n), fit_coreset.top(c, n)
+        if ctx_other is not None and ctx_other.model is not ctx.model:
+            z_other = self._capture(ctx_other, fit_coreset, indices, b)
+            return self._rows(self._capture(ctx, fit_full, indices, a)), self._rows(z_other)
+        # One forward pass serves both sides when they share the model.
+        union = np.unique(np.concatenate([a, b]))
+        z = self._capture(ctx, fit_full, indices, union)
+        return self._rows(z[:, np.searchsorted(union, a)]), self._rows(z[:, np.searchsorted(union, b)])
+
+    # ------------------------------------------------------------------------------------ evaluation
+    def _random_units(self, fit: VEBIFit, c: int, draw: int) -> np.ndarray:
+        """As many random units per layer as class ``c`` has relevant ones there, among its other units."""
+        rng = np.random.default_rng([fit.seed, draw, c])
+        relevant = fit.by_layer(fit.top(c))
+        picked = []
+        for call, chans in relevant.items():
+            layer = fit.layers[call]
+            others = np.setdiff1d(np.arange(layer.channels), chans)
+            take = rng.choice(others, size=min(len(chans), len(others)), replace=False)
+            picked.append(layer.offset + np.sort(take))
+        return np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
+
+    def _ablated_logits(
+        self, ctx: InterpretContext, fit: VEBIFit, indices: np.ndarray, unit_sets: list[np.ndarray]
+    ) -> list[np.ndarray]:
+        """Logits of some val images with each set of units zeroed in turn; the network up to the first
+        stage holding a zeroed unit runs once and is shared by all sets."""
+        results: list[list[np.ndarray]] = [[] for _ in unit_sets]
+        masks = [fit.by_layer(u) for u in unit_sets]
+        for x in self._images(ctx, indices):
+            staged = self._staged_model(ctx, x)
+            first_call = min((min(m) for m in masks if m), default=staged.n_calls)
+            start = staged.stage_of_call(first_call)
+            with torch.no_grad():
+                h0 = staged.prefix(x, start)
+                for k, mask in enumerate(masks):
+                    zeroed = {c: torch.as_tensor(ch, device=x.device) for c, ch in mask.items()}
+
+                    def ablate(i: int, a: torch.Tensor, zeroed: dict[int, torch.Tensor] = zeroed) -> Any:
+                        if i not in zeroed:
+                            return None
+                        out = a.clone()
+                        out[:, zeroed[i]] = 0
+                        return out
+
+                    with ReluCalls(ctx.model, ablate) as hooks:
+                        hooks.reset(staged.calls_before(start))
+                        logits = staged.suffix(h0, start)
+                        hooks.check(staged.n_calls)
+                    results[k].append(logits.float().cpu().numpy())
+        return [np.concatenate(r) for r in results]
+
+    def evaluate(self, fit: VEBIFit, ctx: InterpretContext) -> dict[str, float]:
+        """Accuracy with each val image's class's relevant units zeroed, and the random-unit control.
+
+        Args:
+            fit: the fit.
+            ctx: the context.
+
+        Returns:
+            ``accuracy`` (ablated), ``intact_accuracy``, ``ablation_drop`` (intact minus ablated accuracy),
+            ``ablation_prob_drop`` (mean drop of the true class's softmax probability), and
+            ``random_ablation_accuracy``, ``random_ablation_drop``, ``random_ablation_prob_drop`` (means
+            over ``random_draws`` draws).
+        """
+        labels = ctx.val.labels
+        intact = torch.from_numpy(np.asarray(ctx.val.logits, dtype=np.float32))
+        p_intact = torch.softmax(intact, dim=1).numpy()[np.arange(len(labels)), labels]
+        ablated = np.zeros(len(labels), dtype=bool)
+        p_ablated = np.zeros(len(labels))
+        rand_correct = np.zeros((self.random_draws, len(labels)), dtype=bool)
+        p_rand = np.zeros((self.random_draws, len(labels)))
+        for c in ctx.val.classes():
+            idx = ctx.val.class_indices(int(c))
+            sets = [fit.top(int(c))] + [self._random_units(fit, int(c), d) for d in range(self.random_draws)]
+            if len(sets[0]) == 0:
+                outs = [np.asarray(ctx.val.logits[idx], dtype=np.float32)] * len(sets)
+            else:
+                outs = self._ablated_logits(ctx, fit, idx, sets)
+            probs = [torch.softmax(torch.from_numpy(o), dim=1).numpy()[:, int(c)] for o in outs]
+            ablated[idx] = outs[0].argmax(1) == c
+            p_ablated[idx] = probs[0]
+            for d in range(self.random_draws):
+                rand_correct[d, idx] = outs[d + 1].argmax(1) == c
+                p_rand[d, idx] = probs[d + 1]
+        intact_acc = float(np.mean(ctx.val.preds == labels))
+        acc = float(ablated.mean())
+        rand_acc = rand_correct.mean(axis=1)
+        return {
+            "accuracy": acc,
+            "intact_accuracy": intact_acc,
+            "ablation_drop": intact_acc - acc,
+            "ablation_prob_drop": float(np.mean(p_intact - p_ablated)),
+            "random_ablation_accuracy": float(rand_acc.mean()),
+            "random_ablation_drop": float(np.mean(intact_acc - rand_acc)),
+            "random_ablation_prob_drop": float(np.mean(p_intact[None, :] - p_rand)),
+        }
+
+    # ------------------------------------------------------------------------------------ reporting
+    def describe(self, fit: VEBIFit) -> dict[str, Any]:
+        """Returns:
+        Units per class and per layer (the paper's Fig. 3 left), mu and saturation.
+        """
+        per_layer = {layer.key: 0 for layer in fit.layers}
+        for units in fit.units.values():
+            calls, _ = fit.unit_positions(units)
+            for call in calls:
+                per_layer[fit.layers[int(call)].key] += 1
+        counts = {str(c): len(u) for c, u in sorted(fit.units.items())}
+        return {
+            "vebi_mu": fit.mu,
+            "vebi_units_per_class": counts,
+            "vebi_units_mean": float(np.mean(list(counts.values()))) if counts else 0.0,
+            "vebi_units_per_layer": per_layer,
+            "vebi_saturated_classes": int(sum(fit.saturated.values())),
+        }
+
+    def compare(self, fit_full: VEBIFit, fit_coreset: VEBIFit) -> dict[str, Any]:
+        """Per layer, the percentage of the coreset's relevant units (as (class, unit) pairs) that the
+        full-data fit also found for the same class (the paper's Fig. 3 right); None for a layer where
+        the coreset found no unit.
+
+        Args:
+            fit_full: the full-data fit.
+            fit_coreset: a coreset fit.
+
+        Returns:
+            ``vebi_coverage_per_layer`` and the overall ``vebi_coverage``.
+        """
+        found = {layer.key: 0 for layer in fit_coreset.layers}
+        shared = dict.fromkeys(found, 0)
+        for c, units in fit_coreset.units.items():
+            full = set(fit_full.top(c).tolist())
+            calls, _ = fit_coreset.unit_positions(units)
+            for unit, call in zip(units.tolist(), calls.tolist(), strict=True):
+                key = fit_coreset.layers[call].key
+                found[key] += 1
+                shared[key] += int(unit in full)
+        total = sum(found.values())
+        return {
+            "vebi_coverage_per_layer": {
+                k: (100.0 * shared[k] / found[k] if found[k] else None) for k in found
+            },
+            "vebi_coverage": 100.0 * sum(shared.values()) / total if total else None,
+        }

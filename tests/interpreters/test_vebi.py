@@ -1,0 +1,369 @@
+"""VEBI: ReLU calls hooked by call order, unit energies, the Gram-form positive mu-lasso, a network whose
+relevant units are known by construction, and the embedded default end to end."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize
+from sklearn.linear_model import lars_path
+from torch import nn
+from torch.utils.data import Dataset, TensorDataset
+
+from coreset_interp.cache import ArtifactCache
+from coreset_interp.data.base import ImageDataset
+from coreset_interp.interpreters import InterpretContext, get_interpreter
+from coreset_interp.interpreters.vebi import VEBI
+from coreset_interp.interpreters.vebi_lasso import LowerGram, accumulate_gram, positive_lasso_l1
+from coreset_interp.interpreters.vebi_units import (
+    ReluCalls,
+    StagedModel,
+    probe_layers,
+    unit_energy,
+)
+from coreset_interp.models import build_architecture
+from coreset_interp.models.activations import ActivationStore, extract_activations
+from coreset_interp.models.adapter import ModelAdapter
+from coreset_interp.selectors import get_selector
+
+# --------------------------------------------------------------------------------------- hooks, units
+
+
+@pytest.mark.parametrize(
+    ("arch", "calls", "units", "per_module"),
+    [
+        # stem + 8 BasicBlocks x 2 calls of the block's one ReLU module
+        ("resnet18", 17, 3904, {"relu": 1, "layer1.0.relu": 2, "layer4.1.relu": 2}),
+        # stem + 16 Bottlenecks x 3 calls
+        ("resnet50", 49, 22720, {"relu": 1, "layer1.0.relu": 3, "layer4.2.relu": 3}),
+        # 16 distinct conv ReLU modules (the small stem's classifier has none)
+        ("vgg19", 16, 5504, {"features.1": 1, "features.35": 1}),
+    ],
+)
+def test_hooks_fire_once_per_relu_call(arch: str, calls: int, units: int, per_module: dict[str, int]) -> None:
+    model = build_architecture(arch, num_classes=10, stem="small", seed=0)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    layers = probe_layers(model, x[:1])
+    assert len(layers) == calls
+    assert sum(layer.channels for layer in layers) == units
+    assert [layer.offset for layer in layers] == list(np.cumsum([0] + [la.channels for la in layers])[:-1])
+    names = [layer.module for layer in layers]
+    for module, count in per_module.items():
+        assert names.count(module) == count
+    # The counter restarts at every forward pass: two passes, the same call numbers.
+    seen: list[int] = []
+    with torch.no_grad(), ReluCalls(model, lambda i, a: seen.append(i)) as hooks:
+        for _ in range(2):
+            hooks.reset()
+            model(x)
+            hooks.check(calls)
+    assert seen == list(range(calls)) * 2
+    # Hooks are removed on exit.
+    with torch.no_grad():
+        model(x)
+    assert len(seen) == 2 * calls
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50", "vgg19"])
+def test_staged_forward_reproduces_the_model(arch: str) -> None:
+    model = build_architecture(arch, num_classes=10, stem="small", seed=1)
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        staged = StagedModel(model, x[:1])
+        ref = model(x)
+        for start in (0, len(staged.stages) // 2, len(staged.stages) - 1):
+            out = staged.suffix(staged.prefix(x, start), start)
+            torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+    assert staged.n_calls == len(probe_layers(model, x[:1]))
+    # Every call lives in the stage the lookup names.
+    for call in range(staged.n_calls):
+        s = staged.stage_of_call(call)
+        assert staged.first_call[s] <= call
+        assert s + 1 == len(staged.stages) or call < staged.first_call[s + 1]
+
+
+def test_unit_energy_is_each_layers_share_of_squared_activation() -> None:
+    a = torch.zeros(2, 3, 2, 2)
+    a[0, 0] = 1.0  # energy 4
+    a[0, 2, 0, 0] = 2.0  # energy 4
+    e = unit_energy(a)
+    torch.testing.assert_close(e[0], torch.tensor([0.5, 0.0, 0.5]))
+    # An image whose maps are all zero has zero features, not NaN.
+    torch.testing.assert_close(e[1], torch.zeros(3))
+
+
+# ------------------------------------------------------------------------------------------ the lasso
+
+
+def _positive_problem(seed: int, n: int = 60, units: int = 25) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, units)) ** 3  # non-negative, like unit energies
+    y = (x[:, :3] @ np.array([2.0, 1.0, 0.5]) + 0.05 * rng.standard_normal(n) > 0.4).astype(float)
+    return x, y
+
+
+def _direct(x: np.ndarray, y: np.ndarray, mu: float) -> np.ndarray:
+    _, _, coefs = lars_path(x, y, method="lasso", positive=True)
+    l1 = coefs.sum(axis=0)
+    k = int(np.searchsorted(l1, mu))
+    assert 0 < k < len(l1), "mu must fall inside the path for this check"
+    t = (mu - l1[k - 1]) / (l1[k] - l1[k - 1])
+    return coefs[:, k - 1] + t * (coefs[:, k] - coefs[:, k - 1])
+
+
+def test_gram_accumulated_in_batches_equals_the_product() -> None:
+    x, _ = _positive_problem(0)
+    targets = np.arange(len(x)) % 3
+    rows = np.arange(0, len(x), 2)
+    gram, xy = accumulate_gram(x.astype(np.float32), rows, targets[rows], 3, batch=7)
+    xs = x[rows].astype(np.float32).astype(np.float64)
+    np.testing.assert_allclose(gram.full(), xs.T @ xs, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(xy, xs.T @ np.eye(3)[targets[rows]], rtol=1e-12, atol=1e-12)
+    full = gram.full()
+    cols = np.array([0, 5, 24])
+    np.testing.assert_array_equal(gram.columns(cols), full[:, cols])
+    np.testing.assert_array_equal(gram.block(cols), full[np.ix_(cols, cols)])
+
+
+@pytest.mark.parametrize(("seed", "mu", "working_set"), [(0, 0.5, 4), (1, 1.5, 2), (2, 1.0, 64)])
+def test_gram_form_solution_equals_the_direct_solution(seed: int, mu: float, working_set: int) -> None:
+    x, y = _positive_problem(seed)
+    gram = LowerGram(np.asfortranarray(np.tril(x.T @ x)))
+    sol = positive_lasso_l1(gram, x.T @ y, len(x), mu, working_set=working_set)
+    w = np.zeros(x.shape[1])
+    w[sol.units] = sol.weights
+    np.testing.assert_allclose(w, _direct(x, y, mu), atol=1e-9)
+    assert not sol.saturated and abs(sol.l1 - mu) < 1e-9
+    assert np.all(np.diff(sol.weights) <= 0) and np.all(sol.weights > 0)
+    # The constrained problem, solved by a generic optimiser, reaches no lower objective.
+    res = minimize(
+        lambda v: np.sum((y - x @ v) ** 2),
+        np.full(x.shape[1], mu / x.shape[1]),
+        jac=lambda v: -2 * x.T @ (y - x @ v),
+        bounds=[(0, None)] * x.shape[1],
+        constraints=[{"type": "ineq", "fun": lambda v: mu - v.sum(), "jac": lambda v: -np.ones_like(v)}],
+        method="SLSQP",
+        options={"ftol": 1e-12, "maxiter": 1000},
+    )
+    assert np.sum((y - x @ w) ** 2) <= res.fun + 1e-7
+
+
+def test_lasso_reports_saturation_and_empty_targets() -> None:
+    x, y = _positive_problem(3)
+    gram = LowerGram(np.asfortranarray(np.tril(x.T @ x)))
+    sol = positive_lasso_l1(gram, x.T @ y, len(x), 1e6)
+    assert sol.saturated and sol.l1 < 1e6 and len(sol.units) >= 1
+    none = positive_lasso_l1(gram, np.zeros(x.shape[1]), len(x), 1.0)
+    assert len(none.units) == 0
+
+
+# --------------------------------------------------------------------- a network with known relevant units
+
+SIZE, CLASSES, N_TRAIN, N_VAL = 6, 3, 30, 12
+
+
+class _Tensors(ImageDataset):
+    """Two fixed splits of tensors."""
+
+    name = "tiny"
+    num_classes = CLASSES
+    class_names = [str(c) for c in range(CLASSES)]
+
+    def __init__(self, splits: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self._splits = splits
+
+    def split(self, split: str) -> Dataset:
+        self.check_split(split)
+        return TensorDataset(*self._splits[split])
+
+    def labels(self, split: str) -> np.ndarray:
+        return self._splits[split][1].numpy()
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
+class _TinyNet(nn.Module):
+    """conv1 copies input channel c to unit c (c < 3) and adds two constant units; conv2 mixes each class
+    channel with a constant, so only layer 1's channel c carries class c cleanly. One ReLU module is called
+    twice (as in ResNet blocks) and the head has a 2-D ReLU (skipped, as in VGG's classifier)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 5, 1)
+        self.conv2 = nn.Conv2d(5, 4, 1)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc1 = nn.Linear(4, 4)
+        self.fc_relu = nn.ReLU()
+        self.fc2 = nn.Linear(4, CLASSES)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.zero_()
+            for c in range(3):
+                self.conv1.weight[c, c] = 1.0
+                self.conv2.weight[c, c] = 1.0
+                self.conv2.weight[c, 3] = 2.0
+                self.fc1.weight[c, c] = 1.0
+                self.fc2.weight[c, c] = 5.0  # sharp logits: a clear true-class probability
+            self.conv1.bias[3:] = 0.5
+            self.conv2.weight[3, 3] = 1.0
+        self.features = nn.Sequential(self.conv1, self.relu, self.conv2, self.relu)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), self.fc1, self.fc_relu, self.fc2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _images(n_per_class: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, ys = [], []
+    for c in range(CLASSES):
+        x = 0.1 * torch.rand(n_per_class, 3, SIZE, SIZE, generator=gen)
+        x[:, c] += 1.0 + 0.2 * torch.rand(n_per_class, SIZE, SIZE, generator=gen)
+        xs.append(x)
+        ys.append(torch.full((n_per_class,), c, dtype=torch.int64))
+    return torch.cat(xs), torch.cat(ys)
+
+
+@pytest.fixture()
+def tiny(tmp_path: Path) -> InterpretContext:
+    gen = torch.Generator().manual_seed(0)
+    data = _Tensors({"train": _images(N_TRAIN, gen), "val": _images(N_VAL, gen)})
+    net = _TinyNet().eval()
+    adapter = ModelAdapter(net, net.features, net.head, "tiny").eval()
+    stores = {}
+    for split in ("train", "val"):
+        folder = tmp_path / split
+        folder.mkdir()
+        extract_activations(
+            adapter, data.split(split), folder, torch.device("cpu"), batch_size=16, progress=False
+        )
+        stores[split] = ActivationStore.open(folder)
+    assert np.mean(stores["val"].preds == stores["val"].labels) == 1.0
+    return InterpretContext(
+        model=adapter,
+        dataset=data,
+        train=stores["train"],
+        val=stores["val"],
+        device=torch.device("cpu"),
+        cache=ArtifactCache(tmp_path / "cache"),
+        model_key="tiny",
+        batch_size=16,
+        progress=False,
+    )
+
+
+def test_vebi_finds_the_unit_that_carries_the_class(tiny: InterpretContext) -> None:
+    vebi = VEBI(mu=1.0, random_draws=5)
+    assert vebi.prepare(tiny) == {"vebi_units_total": 9, "vebi_layers": 2}
+    fit = vebi.fit(tiny, np.arange(tiny.train.n), seed=0)
+    assert [(la.module, la.channels) for la in fit.layers] == [("relu", 5), ("relu", 4)]
+    for c in range(CLASSES):
+        calls, channels = fit.unit_positions(fit.top(c))
+        # The top unit is channel c of the first call; nothing constant is ever chosen.
+        assert (calls[0], channels[0]) == (0, c)
+        assert set(channels.tolist()) == {c}
+    ev = vebi.evaluate(fit, tiny)
+    assert ev["intact_accuracy"] == 1.0
+    # Zeroing the class's own channel destroys the evidence; zeroing another channel barely matters.
+    assert ev["ablation_drop"] > 0.5 and ev["accuracy"] < 0.5
+    assert ev["ablation_prob_drop"] > 0.3
+    assert ev["ablation_prob_drop"] > ev["random_ablation_prob_drop"] + 0.3
+    assert ev["random_ablation_drop"] <= 0.1
+    # Maps: the class's units pooled to the last block's size (6 x 6 here), rows = positions.
+    idx = tiny.val.class_indices(1)
+    z = vebi.maps(fit, tiny, idx)
+    assert z.shape == (len(idx) * SIZE * SIZE, len(fit.top(1)))
+    images = tiny.dataset.split("val").tensors[0][idx]
+    np.testing.assert_allclose(z[:, 0], images[:, 1].reshape(-1).numpy(), rtol=1e-6)
+    desc = vebi.describe(fit)
+    assert desc["vebi_units_per_class"] == {str(c): len(fit.top(c)) for c in range(CLASSES)}
+    assert sum(desc["vebi_units_per_layer"].values()) == sum(len(fit.top(c)) for c in range(CLASSES))
+
+
+def test_vebi_top_n_rule_and_coverage(tiny: InterpretContext) -> None:
+    vebi = VEBI(mu=1.0)
+    full = vebi.fit(tiny, np.arange(tiny.train.n), seed=0)
+    small = vebi.fit(tiny, np.arange(0, tiny.train.n, 3), seed=0)
+    # Fake a coreset fit that found an extra, lower-weighted unit for class 0.
+    small.units[0] = np.append(small.units[0], 3)
+    small.weights[0] = np.append(small.weights[0], 1e-9)
+    idx = tiny.val.class_indices(0)
+    z, z2 = vebi.paired_maps(full, small, tiny, idx)
+    n = min(len(full.top(0)), len(small.top(0)))
+    assert z.shape == z2.shape == (len(idx) * SIZE * SIZE, n)
+    cover = vebi.compare(full, small)
+    assert set(cover["vebi_coverage_per_layer"]) == {"0:relu", "1:relu"}
+    assert 0 < cover["vebi_coverage"] < 100  # the fake unit is not in the full fit
+    assert vebi.compare(full, full)["vebi_coverage"] == 100.0
+
+
+# ------------------------------------------------------------------------------------ embedded default
+
+
+@pytest.fixture(scope="module")
+def digits_vebi(digits_context: InterpretContext) -> tuple[VEBI, Any, Any]:
+    vebi = get_interpreter("vebi")
+    assert isinstance(vebi, VEBI)
+    vebi.prepare(digits_context)
+    ctx = digits_context
+    full = vebi.fit(ctx, np.arange(ctx.train.n), seed=0)
+    core = vebi.fit(ctx, get_selector("random").select(ctx.train.g, ctx.train.labels, 0.2, 0), seed=0)
+    return vebi, full, core
+
+
+def test_vebi_on_the_embedded_default(digits_context: InterpretContext, digits_vebi: Any) -> None:
+    ctx = digits_context
+    vebi, full, core = digits_vebi
+    feats = vebi.unit_features(ctx)
+    assert feats.E.shape == (ctx.train.n, 3904) and len(feats.layers) == 17
+    np.testing.assert_allclose(
+        feats.E[:5, : feats.layers[1].offset].sum(axis=1), np.ones(5), rtol=1e-5
+    )  # one layer's features sum to 1
+    counts = [len(full.top(c)) for c in range(10)]
+    assert min(counts) >= 1 and sum(counts) >= 20  # several units per class
+    ev = vebi.evaluate(full, ctx)
+    assert ev["intact_accuracy"] > 0.9
+    assert ev["ablation_prob_drop"] > ev["random_ablation_prob_drop"]
+    idx = ctx.val.class_indices(4)
+    z, z2 = vebi.paired_maps(full, core, ctx, idx)
+    n = min(len(full.top(4)), len(core.top(4)))
+    assert z.shape == z2.shape == (len(idx) * 2 * 2, n)
+    assert np.isfinite(z).all() and (z >= 0).all()
+    np.testing.assert_allclose(vebi.maps(full, ctx, idx)[:, :n], z, rtol=1e-5, atol=1e-6)
+    cover = vebi.compare(full, core)
+    assert len(cover["vebi_coverage_per_layer"]) == 17
+
+
+@pytest.mark.slow
+def test_vebi_job_writes_complete_results(
+    make_config: Callable[..., dict[str, Any]], digits_vebi: Any
+) -> None:
+    from coreset_interp.pipeline import run
+
+    cfg = make_config(
+        ["interpreter=vebi", "selector=random", "ratio.percents=[20]", "metric.null_reference=false"]
+    )
+    res = run(cfg)
+    keys = {
+        "accuracy",
+        "intact_accuracy",
+        "ablation_drop",
+        "ablation_prob_drop",
+        "random_ablation_drop",
+        "random_ablation_prob_drop",
+        "vebi_units_per_class",
+        "vebi_units_per_layer",
+    }
+    assert keys <= set(res["full"]) and res["full"]["prepare_seconds"] >= 0
+    (entry,) = res["ratios"]
+    assert keys | {"vebi_coverage_per_layer", "angular_distance", "fit_seconds"} <= set(entry)
+    assert entry["angular_distance"] is not None and 0 <= entry["angular_distance"] <= np.pi
+    assert len(entry["vebi_coverage_per_layer"]) == 17
+    # The lasso is deterministic: the job finds the units the direct full-data fit found.
+    _, full, _ = digits_vebi
+    assert res["full"]["vebi_units_per_class"] == {str(c): len(full.top(c)) for c in range(10)}
