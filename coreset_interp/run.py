@@ -54,17 +54,49 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     Returns:
         The job's result (Hydra keeps it in the multirun's JobReturn).
     """
-    job = job_info(cfg)
-    resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    cache_dir = Path(str(resolved["cache_dir"])).expanduser()
-    resolved["cache_dir"] = str(cache_dir if cache_dir.is_absolute() else Path(job["cwd"]) / cache_dir)
-    result = run_job(resolved, job)
+    try:
+        job = job_info(cfg)
+        resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except Exception as err:  # noqa: BLE001 - a bad value in the config (missing ???, broken ${...})
+        # Fails before run_job, so record the failure here: result.json is written for every job.
+        job, result = _config_failure(cfg, err)
+    else:
+        cache_dir = Path(str(resolved["cache_dir"])).expanduser()
+        resolved["cache_dir"] = str(cache_dir if cache_dir.is_absolute() else Path(job["cwd"]) / cache_dir)
+        result = run_job(resolved, job)
     print(f"result: {job['dir'] / 'result.json'} ({result['status']})")
     # In a multirun a failed job is recorded in its result.json and the sweep goes on to the report.
     if result["status"] != "completed" and not job["multirun"]:
-        print(f"error: {result['error']}", file=sys.stderr)
+        # One line on the terminal (some errors span many lines); the whole message is in result.json.
+        lines = str(result["error"]).strip().splitlines() or ["unknown error"]
+        more = f" (full message in {job['dir'] / 'result.json'})" if len(lines) > 1 else ""
+        print(f"error: {lines[0]}{more}", file=sys.stderr)
         sys.exit(1)
     return {"status": result["status"], "dir": str(job["dir"])}
+
+
+def _config_failure(cfg: DictConfig, err: Exception) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Write result.json for a job whose config does not resolve.
+
+    Args:
+        cfg: the composed (unresolvable) config.
+        err: the resolution error.
+
+    Returns:
+        (job info with ``dir`` and ``multirun``, the failed result payload).
+    """
+    from coreset_interp.tracking import JobFiles
+
+    hc = HydraConfig.get()
+    job = {"dir": Path(hc.runtime.output_dir), "multirun": hc.mode == RunMode.MULTIRUN}
+    result = {
+        "status": "failed",
+        "error": f"{type(err).__name__}: {err}",
+        "config": OmegaConf.to_container(cfg, resolve=False),
+    }
+    JobFiles(job["dir"]).write_result(result)
+    log.error("job failed: %s", result["error"])
+    return job, result
 
 
 if __name__ == "__main__":
