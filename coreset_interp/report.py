@@ -54,7 +54,8 @@ DEFAULT_TABLE1_PERCENTS = (10, 20, 30, 40, 50)
 # Metrics averaged per rho when several seeds (or reruns of other seeds) contribute.
 POINT_METRICS = (
     "accuracy",
-    "accuracy_drop",
+    "ablation_drop",
+    "ablation_prob_drop",
     "angular_distance",
     "fit_seconds",
     "select_seconds",
@@ -392,15 +393,18 @@ def artifact_summary(results: Sequence[JobResult]) -> dict[str, Any]:
         results: loaded results.
 
     Returns:
-        ``kinds``: kind -> {computed, reused, compute_seconds}; ``fit_full``: one entry per full-data
-        reference key with the (model, interpreter) and the jobs that computed it; ``duplicates``: keys
-        computed by more than one job (none when the lock works).
+        ``kinds``: kind -> {computed, reused, compute_seconds}; ``fit_full``: one entry per full-data fit
+        key with the (model, interpreter), its ``role`` (``reference``, or ``null`` for the random-weights
+        reference of SPEC 5, read from the cache's spec files when the cache is reachable), the jobs that
+        computed it and how many used it; ``duplicates``: keys computed by more than one job (none when
+        the lock works).
     """
     kinds: dict[str, dict[str, float]] = {}
     computed_by: dict[tuple[str, str], list[str]] = {}
     fit_full: dict[str, dict[str, Any]] = {}
     for res in results:
         p = res.payload
+        cache_dir = (p.get("config") or {}).get("cache_dir")
         for rec in p.get("artifacts") or []:
             kind, key, computed = str(rec.get("kind")), str(rec.get("key")), bool(rec.get("computed"))
             k = kinds.setdefault(kind, {"computed": 0, "reused": 0, "compute_seconds": 0.0})
@@ -409,20 +413,31 @@ def artifact_summary(results: Sequence[JobResult]) -> dict[str, Any]:
                 k["compute_seconds"] += float(rec.get("seconds") or 0.0)
                 computed_by.setdefault((kind, key), []).append(res.name)
             if kind == "fit_full":
-                f = fit_full.setdefault(
-                    key,
-                    {
+                if key not in fit_full:
+                    fit_full[key] = {
                         "model": p.get("model"),
                         "interpreter": p.get("interpreter"),
+                        "role": _fit_role(cache_dir, key),
                         "computed_in": [],
                         "used_by": 0,
-                    },
-                )
-                f["used_by"] += 1
+                    }
+                fit_full[key]["used_by"] += 1
                 if computed:
-                    f["computed_in"].append(res.name)
+                    fit_full[key]["computed_in"].append(res.name)
     duplicates = {f"{kind}/{key}": jobs for (kind, key), jobs in computed_by.items() if len(jobs) > 1}
     return {"kinds": kinds, "fit_full": fit_full, "duplicates": duplicates}
+
+
+def _fit_role(cache_dir: str | None, key: str) -> str:
+    """``reference`` or ``null`` (a fit on the random-weights model), from the cache's spec files."""
+    if not cache_dir:
+        return "unknown"
+    try:
+        spec = json.loads((Path(cache_dir) / "fit_full" / key / "spec.json").read_text())
+        acts = json.loads((Path(cache_dir) / "activations" / str(spec["train"]) / "spec.json").read_text())
+    except (OSError, ValueError, KeyError):
+        return "unknown"
+    return "null" if (acts.get("model") or {}).get("weights") == "random" else "reference"
 
 
 def build_report(
@@ -685,13 +700,13 @@ def _html(
     parts.append("</table>")
     if artifacts["fit_full"]:
         parts.append(
-            "<table><tr><th>full-data reference</th><th>model</th><th>interpreter</th>"
+            "<table><tr><th>full-data fit</th><th>model</th><th>interpreter</th><th>role</th>"
             "<th>computed in</th><th>used by</th></tr>"
         )
         for key, f in artifacts["fit_full"].items():
             parts.append(
                 f"<tr><td><code>{e(key)}</code></td><td>{e(str(f['model']))}</td>"
-                f"<td>{e(str(f['interpreter']))}</td>"
+                f"<td>{e(str(f['interpreter']))}</td><td>{e(str(f['role']))}</td>"
                 f"<td>{e(', '.join(f['computed_in']) or '(earlier sweep)')}</td>"
                 f"<td class='num'>{f['used_by']} job(s)</td></tr>"
             )

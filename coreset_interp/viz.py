@@ -184,6 +184,8 @@ def accuracy_figure(series: Sequence[Series], path: Path) -> Path | None:
                 # VEBI's accuracy is after ablating the relevant units: the intact model is the reference.
                 ax.axhline(100 * s.model_accuracy, color=colors[s.model], lw=1, ls=":")
         _percent_axis(ax, [p for s in group for p in s.points])
+        # Accuracy cannot exceed 100 %: do not let the automatic margin suggest it can.
+        ax.set_ylim(top=min(ax.get_ylim()[1], 100.5))
         ax.set_title(INTERPRETER_LABELS.get(interp, interp))
         ax.set_ylabel("accuracy (%)" + (" after ablation" if interp == "vebi" else ""))
     extra = [Line2D([], [], color="0.3", lw=1.8, label="full data (100 %)")]
@@ -209,31 +211,32 @@ def phi_figure(series: Sequence[Series], path: Path) -> Path | None:
         return None
     colors, markers = _styles([s for g in groups.values() for s in g])
     fig, axes = _panels(len(groups))
+    null_drawn = False
     for ax, (interp, group) in zip(axes, groups.items(), strict=True):
         nulls: dict[str, float] = {}
+        top = 0.0
         for s in group:
             xs, ys = s.curve("angular_distance")
             ax.plot(xs, ys, color=colors[s.model], marker=markers[s.selector], **_HOLLOW)
+            top = max([top, *ys])
             if s.null_phi is not None:
                 nulls[s.model] = s.null_phi
         _percent_axis(ax, [p for s in group for p in s.points])
-        ax.set_ylim(bottom=0)
-        ax.set_title(INTERPRETER_LABELS.get(interp, interp))
-        ax.set_ylabel("angular distance Phi (rad)")
+        title = INTERPRETER_LABELS.get(interp, interp)
         if nulls:
-            # The null reference is usually far above the coreset curves: a note keeps the scale readable.
-            text = "null (random weights):\n" + "\n".join(f"{m}: {v:.3g}" for m, v in nulls.items())
-            ax.text(
-                0.98,
-                0.98,
-                text,
-                transform=ax.transAxes,
-                ha="right",
-                va="top",
-                fontsize=8,
-                bbox={"boxstyle": "round", "fc": "white", "ec": "0.7", "alpha": 0.9},
-            )
-    _legend(fig, colors, markers, [])
+            # The null reference (random weights) puts Phi on a scale: drawn when it is near the curves,
+            # otherwise only named in the title so the curves keep a readable scale.
+            title += "\nnull (random weights): " + ", ".join(f"{m} {v:.3g}" for m, v in nulls.items())
+            for model, value in nulls.items():
+                if value <= 1.5 * top:
+                    ax.axhline(value, color=colors[model], lw=1.2, ls="--")
+                    null_drawn = True
+                    top = max(top, value)
+        ax.set_ylim(0, 1.1 * top if top > 0 else None)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel("angular distance Phi (rad)")
+    extra = [Line2D([], [], color="0.3", lw=1.2, ls="--", label="null (random weights)")]
+    _legend(fig, colors, markers, extra if null_drawn else [])
     fig.suptitle("Similarity of coreset and full-data relevant features, lower = closer (Fig. 4)")
     return _save(fig, path)
 
@@ -298,11 +301,6 @@ def _mean_curves(group: Sequence[Series], metric: str) -> dict[int, float]:
     return {p: float(np.mean(v)) for p, v in acc.items()}
 
 
-def _as_percent(values: Sequence[float]) -> list[float]:
-    # The coverage may be stored as a fraction or as a percentage; fractions never exceed 1.
-    return [100 * v for v in values] if values and max(values) <= 1.0 else list(values)
-
-
 def vebi_figure(series: Sequence[Series], path: Path, percent: int | None = None) -> Path | None:
     """The paper's Fig. 3: VEBI's relevant units per layer and their coverage of the full-data units.
 
@@ -354,12 +352,11 @@ def vebi_figure(series: Sequence[Series], path: Path, percent: int | None = None
         ax_u.grid(alpha=0.3)
         matrix = np.full((len(group), len(layers)), np.nan)
         for i, s in enumerate(group):
+            # Coverage is in percent; None (no coreset unit in the layer) stays blank.
             cov = s.vebi[percent].get("coverage", {})
-            vals = _as_percent([float(v) for v in cov.values() if v is not None])
-            lookup = dict(zip([k for k, v in cov.items() if v is not None], vals, strict=True))
             for j, layer in enumerate(layers):
-                if layer in lookup:
-                    matrix[i, j] = lookup[layer]
+                if _num(cov.get(layer)) is not None:
+                    matrix[i, j] = float(cov[layer])
         im = ax_c.imshow(matrix, vmin=0, vmax=100, cmap="viridis", aspect="auto")
         for (i, j), v in np.ndenumerate(matrix):
             if math.isfinite(v):

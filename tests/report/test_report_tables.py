@@ -44,7 +44,7 @@ def payload(
         if interp == "vebi":
             entry["vebi_units_per_layer"] = {name: i + p // 10 for i, name in enumerate(LAYERS)}
             entry["vebi_coverage_per_layer"] = {
-                name: min(1.0, 0.2 * i + p / 100) for i, name in enumerate(LAYERS)
+                name: min(100.0, 20.0 * i + p) for i, name in enumerate(LAYERS)
             }
         ratios.append(entry)
     full: dict[str, Any] = {"accuracy": 0.97, "fit_seconds": 5.0}
