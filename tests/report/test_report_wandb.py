@@ -52,10 +52,11 @@ def test_offline_runs_contain_the_logged_metrics(
     reports = list((sweep / "report" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(reports) == 1, "the sweep report did not log its W&B run"
     data = reports[0].read_bytes()
-    for name in (b"table1", b"phi_mean", b"phi_std", b"figures/fig4_phi", b"report"):
+    for name in (b"table1", b"figures/fig4_phi", b"report", sweep.name.encode()):
         assert name in data, f"{name!r} not in the report's W&B run"
+    # The table's rows live in a media file next to the run, referenced from the .wandb log.
     tables = list((sweep / "report" / "wandb").glob("offline-run-*/files/media/table/table1_*.table.json"))
     assert tables, "the wandb.Table file is missing"
     table = json.loads(tables[0].read_text())
-    assert table["columns"][:4] == ["dataset", "model", "selector", "interpreter"]
+    assert table["columns"][:6] == ["dataset", "model", "selector", "interpreter", "phi_mean", "phi_std"]
     assert table["data"][0][1:4] == ["resnet18", "random", "ice"]

@@ -26,7 +26,7 @@ TINY = [
     "ratio.percents=[10,20]",
     "metric.null_reference=false",
     "seed=105",
-    "selector=random,moderate,kcenter,kernel_thinning,dgpruning",
+    "selector=random,moderate,kcenter,kernel_thinning",
     "hydra/launcher=joblib",
     "hydra.launcher.n_jobs=2",
 ]
@@ -107,7 +107,7 @@ def test_kill_a_worker_then_rerun_matches_an_uninterrupted_sweep(trained_cache: 
     try:
         while proc.poll() is None and time.monotonic() < deadline:
             if "completed" in statuses(sweep):
-                workers = [p for p in descendants(proc.pid) if b"loky" in _cmdline(p)]
+                workers = [p for p in descendants(proc.pid) if b"LokyProcess" in _cmdline(p)]
                 if workers:
                     killed = workers[0]
                     os.kill(killed, signal.SIGKILL)
@@ -120,17 +120,23 @@ def test_kill_a_worker_then_rerun_matches_an_uninterrupted_sweep(trained_cache: 
     assert killed is not None, "no worker to kill: the sweep ended first"
     assert proc.returncode != 0, out.decode()[-3000:]
     before = statuses(sweep)
-    assert before.count("completed") < 5, before
+    assert before.count("completed") < 4, before
+    leftovers = [p.name for p in cache.glob("*/.tmp-*")]
 
     run(sweep, cache)  # the same command again
-    assert statuses(sweep) == ["completed"] * 5
+    assert statuses(sweep) == ["completed"] * 4
     records = [r for p in sweep.glob("*/result.json") for r in json.loads(p.read_text())["artifacts"]]
     assert any(r["kind"] == "fit_full" and not r["computed"] for r in records), "the full fit was not reused"
     assert not any(r["kind"] == "fit_full" and r["computed"] for r in records)
     assert not list(cache.glob("*/.tmp-*")), "a killed writer's temporary folder survived the rerun"
 
     assert table1(sweep) == table1(reference)
-    assert len(table1(sweep)) == 5
+    reused = sum(not r["computed"] for r in records)
+    print(
+        f"killed worker {killed}; before the rerun: {before}, temporary folders {leftovers}; "
+        f"rerun built {len(records) - reused} artifacts and reused {reused}; Table 1 = {table1(sweep)}"
+    )
+    assert len(table1(sweep)) == 4
 
 
 def _cmdline(pid: int) -> bytes:
