@@ -110,10 +110,12 @@ def assert_full_fit_once(res: list[dict[str, Any]]) -> None:
 
 
 @pytest.mark.slow
-def test_basic_launcher_sweep(trained_cache: Path, tmp_path: Path) -> None:
-    """The default (sequential) launcher: every job completes, the full fit is shared, the report is made."""
+def test_basic_launcher_sweep_with_wandb(trained_cache: Path, tmp_path: Path) -> None:
+    """The default (sequential) launcher with the W&B logger, offline: every job completes, the full fit
+    is shared, each job's run holds its per-rho metrics, Table 1 summary and figure, and the report's run
+    holds Table 1 as a wandb.Table (checked in the offline run files)."""
     sweep = tmp_path / "basic"
-    run_sweep(["seed=101", "selector=random,moderate"], sweep, trained_cache)
+    run_sweep(["seed=101", "selector=random,moderate", "logger=wandb"], sweep, trained_cache)
     res = results(sweep)
     assert [r["status"] for r in res] == ["completed", "completed"]
     assert [r["selector"] for r in res] == ["random", "moderate"]
@@ -123,6 +125,40 @@ def test_basic_launcher_sweep(trained_cache: Path, tmp_path: Path) -> None:
     assert "selector=moderate" in name and "seed=101" in name and "cache_dir" not in name
     assert all((sweep / str(i) / "metrics.jsonl").read_text().count("\n") == 2 for i in range(2))
     assert_report(sweep, 2)
+
+    for i in range(2):
+        runs = list((sweep / str(i) / "wandb").glob("offline-run-*/run-*.wandb"))
+        assert len(runs) == 1, "expected one offline run in the job folder"
+        data = runs[0].read_bytes()
+        for key in (
+            b"coreset/angular_distance",  # per-rho line chart ...
+            b"coreset/accuracy",
+            b"coreset/fit_seconds",
+            b"percent",  # ... against x = rho in percent
+            b"table1/mean",  # summary = the job's Table 1 entry
+            b"table1/std",
+            b"full/accuracy",
+            b"summary",  # the job's figure
+            sweep.name.encode(),  # group = the sweep
+            f"selector={res[i]['selector']}".encode(),  # name and tags
+        ):
+            assert key in data, f"{key!r} not in job {i}'s W&B run"
+        assert (sweep / str(i) / "figures" / "summary.png").is_file()
+
+    reports = list((sweep / "report" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(reports) == 1, "the sweep report did not log its W&B run"
+    data = reports[0].read_bytes()
+    for key in (b"table1", b"figures/fig4_phi", b"report", sweep.name.encode()):
+        assert key in data, f"{key!r} not in the report's W&B run"
+    # The table's rows live in a media file next to the run, referenced from the .wandb log.
+    tables = list((sweep / "report" / "wandb").glob("offline-run-*/files/media/table/table1_*.table.json"))
+    assert tables, "the wandb.Table file is missing"
+    table = json.loads(tables[0].read_text())
+    assert table["columns"][:6] == ["dataset", "model", "selector", "interpreter", "phi_mean", "phi_std"]
+    assert [row[1:4] for row in table["data"]] == [
+        ["resnet18", "random", "ice"],
+        ["resnet18", "moderate", "ice"],
+    ]
 
 
 @pytest.mark.slow
