@@ -24,7 +24,6 @@ import csv
 import html
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -43,6 +42,7 @@ from coreset_interp.viz import (
     Series,
     accuracy_figure,
     cost_figure,
+    finite_number,
     ordered,
     phi_figure,
     vebi_figure,
@@ -173,12 +173,6 @@ def selector_label(payload: dict[str, Any]) -> str:
     return name
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
 def aggregate(results: Sequence[JobResult]) -> list[Series]:
     """Merge completed jobs into one :class:`Series` per (dataset, model, selector, interpreter).
 
@@ -203,10 +197,10 @@ def aggregate(results: Sequence[JobResult]) -> list[Series]:
         m = meta.setdefault(key, {"full": {}, "model_accuracy": [], "null": [], "jobs": [], "vebi_full": {}})
         m["full"].setdefault(seed, {}).update(p.get("full") or {})
         m["jobs"].append(str(res.path.parent))
-        if _num(p.get("model_accuracy")) is not None:
+        if finite_number(p.get("model_accuracy")) is not None:
             m["model_accuracy"].append(float(p["model_accuracy"]))
         null = p.get("null_reference") or {}
-        if isinstance(null, dict) and _num(null.get("angular_distance")) is not None:
+        if isinstance(null, dict) and finite_number(null.get("angular_distance")) is not None:
             m["null"].append(float(null["angular_distance"]))
         full_units = (p.get("full") or {}).get("vebi_units_per_layer")
         if isinstance(full_units, dict):
@@ -220,7 +214,7 @@ def aggregate(results: Sequence[JobResult]) -> list[Series]:
             s.points[percent] = {
                 k: float(np.mean(vals))
                 for k in POINT_METRICS
-                if (vals := [v for e in entries if (v := _num(e.get(k))) is not None])
+                if (vals := [v for e in entries if (v := finite_number(e.get(k))) is not None])
             }
             layered = [e for e in entries if isinstance(e.get("vebi_units_per_layer"), dict)]
             if layered:
@@ -233,7 +227,7 @@ def aggregate(results: Sequence[JobResult]) -> list[Series]:
         s.full = {
             k: float(np.mean(vals))
             for k in ("accuracy", "fit_seconds")
-            if (vals := [v for f in fulls if (v := _num(f.get(k))) is not None])
+            if (vals := [v for f in fulls if (v := finite_number(f.get(k))) is not None])
         }
         s.model_accuracy = float(np.mean(m["model_accuracy"])) if m["model_accuracy"] else None
         s.null_phi = float(np.mean(m["null"])) if m["null"] else None
@@ -719,7 +713,7 @@ def _html(
     )
     for r in results:
         row = _job_row(r)
-        wall = _num(row["wall_seconds"])
+        wall = finite_number(row["wall_seconds"])
         parts.append(
             f"<tr><td>{e(row['name'])}</td><td class='{e(r.status)}'>{e(r.status)}</td>"
             f"<td class='num'>{'' if wall is None else f'{wall:.1f}'}</td>"

@@ -355,7 +355,7 @@ def vebi_figure(series: Sequence[Series], path: Path, percent: int | None = None
             # Coverage is in percent; None (no coreset unit in the layer) stays blank.
             cov = s.vebi[percent].get("coverage", {})
             for j, layer in enumerate(layers):
-                if _num(cov.get(layer)) is not None:
+                if finite_number(cov.get(layer)) is not None:
                     matrix[i, j] = float(cov[layer])
         im = ax_c.imshow(matrix, vmin=0, vmax=100, cmap="viridis", aspect="auto")
         for (i, j), v in np.ndenumerate(matrix):
@@ -411,24 +411,24 @@ def job_figures(payload: dict[str, Any], folder: Path) -> dict[str, Path]:
     xs = [int(e["percent"]) for e in entries]
     full = payload.get("full") or {}
     fig, (ax_a, ax_p, ax_t) = _panels(3, height=3.3, width=4.0)
-    acc = [_num(e.get("accuracy")) for e in entries]
+    acc = [finite_number(e.get("accuracy")) for e in entries]
     ax_a.plot(xs, [100 * a if a is not None else np.nan for a in acc], marker="o", label="coreset")
-    if _num(full.get("accuracy")) is not None:
+    if finite_number(full.get("accuracy")) is not None:
         ax_a.axhline(100 * full["accuracy"], color="k", lw=1.5, label="full data")
-    if _num(payload.get("model_accuracy")) is not None:
+    if finite_number(payload.get("model_accuracy")) is not None:
         ax_a.axhline(100 * payload["model_accuracy"], color="0.5", lw=1, ls=":", label="intact model")
     ax_a.set_ylabel("accuracy (%)")
     ax_a.legend(fontsize=8, frameon=False)
-    phi = [_num(e.get("angular_distance")) for e in entries]
+    phi = [finite_number(e.get("angular_distance")) for e in entries]
     ax_p.plot(xs, [v if v is not None else np.nan for v in phi], marker="o", color="C1", label="mean")
     lo, hi = _per_class_band(entries)
     ax_p.fill_between(xs, lo, hi, color="C1", alpha=0.2, label="class range")
     ax_p.set_ylim(bottom=0)
     ax_p.set_ylabel("angular distance Phi (rad)")
     ax_p.legend(fontsize=8, frameon=False)
-    fit = [_num(e.get("fit_seconds")) for e in entries]
+    fit = [finite_number(e.get("fit_seconds")) for e in entries]
     ax_t.plot(xs, [v if v is not None else np.nan for v in fit], marker="o", color="C2", label="coreset fit")
-    if _num(full.get("fit_seconds")):
+    if finite_number(full.get("fit_seconds")):
         ax_t.axhline(full["fit_seconds"], color="k", lw=1.5, label="full-data fit")
     ax_t.set_yscale("log")
     ax_t.set_ylabel("fit time (s)")
@@ -459,7 +459,13 @@ def job_figures(payload: dict[str, Any], folder: Path) -> dict[str, Path]:
     return out
 
 
-def _num(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
+    """Args:
+        value: anything read from a result.json.
+
+    Returns:
+        The value as a float when it is a finite number (not a bool), else None.
+    """
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return float(value)
@@ -468,7 +474,9 @@ def _num(value: Any) -> float | None:
 def _per_class_band(entries: Sequence[dict[str, Any]]) -> tuple[list[float], list[float]]:
     lo, hi = [], []
     for e in entries:
-        vals = [v for v in (e.get("angular_distance_per_class") or {}).values() if _num(v) is not None]
+        vals = [
+            v for v in (e.get("angular_distance_per_class") or {}).values() if finite_number(v) is not None
+        ]
         lo.append(min(vals) if vals else np.nan)
         hi.append(max(vals) if vals else np.nan)
     return lo, hi
