@@ -13,7 +13,10 @@ For every interpreter (default ``ice,topic,vebi`` with their YAML parameters):
    t(rho)/t(full) from its result.json is listed too.
 3. ``--sweep DIR``: checks every result.json of a finished sweep for completeness and lists wall times.
 
-Other processes may share the CPU: the load average is printed beside the numbers.
+Other processes may share the CPU: the load average is printed beside the numbers. With more runnable
+threads than cores, multi-threaded BLAS/OpenMP spin-waits make small operations erratic (a 230-step topic
+fit took 2 s or 38 s within one sweep); ``--threads 1`` pins torch, BLAS and the jobs to one thread each,
+which gives steadier ratios on a shared machine.
 
 Usage::
 
@@ -156,7 +159,9 @@ def shared_cache(main: Path, root: Path) -> Path:
     return cache
 
 
-def run_job(name: str, cache: Path, run_dir: Path, extra: list[str]) -> tuple[float, dict[str, Any]]:
+def run_job(
+    name: str, cache: Path, run_dir: Path, extra: list[str], threads: int = 0
+) -> tuple[float, dict[str, Any]]:
     """One ``coreset-interp`` job as a subprocess.
 
     Args:
@@ -164,6 +169,7 @@ def run_job(name: str, cache: Path, run_dir: Path, extra: list[str]) -> tuple[fl
         cache: the cache folder.
         run_dir: ``hydra.run.dir``.
         extra: more overrides.
+        threads: OpenMP/BLAS threads of the job (0 = the environment's).
 
     Returns:
         (wall seconds of the command, the job's result.json).
@@ -178,6 +184,8 @@ def run_job(name: str, cache: Path, run_dir: Path, extra: list[str]) -> tuple[fl
     ]
     cmd += ["logger=none", "progress=false", f"cache_dir={cache}", f"hydra.run.dir={run_dir}", *extra]
     env = {**os.environ, "WANDB_MODE": "disabled"}
+    if threads > 0:
+        env.update({k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -259,12 +267,19 @@ def main() -> None:
     parser.add_argument("--no-job", action="store_true", help="skip the job wall times")
     parser.add_argument("--sweep", type=Path, default=None, help="also check a finished sweep folder")
     parser.add_argument("--json", type=Path, default=None, help="write the numbers here")
+    parser.add_argument("--threads", type=int, default=0, help="threads for torch and BLAS (0 = leave as is)")
     parser.add_argument("extra", nargs="*", help="more Hydra overrides for the jobs")
     args = parser.parse_args()
     names = [n for n in args.interpreters.split(",") if n]
     percents = [int(p) for p in args.percents.split(",") if p]
     cache_dir = args.cache_dir.resolve()
-    report: dict[str, Any] = {"load_start": os.getloadavg()[0]}
+    report: dict[str, Any] = {"load_start": os.getloadavg()[0], "threads": args.threads}
+    if args.threads > 0:
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        torch.set_num_threads(args.threads)
+        threadpool_limits(limits=args.threads)
 
     fits: dict[str, dict[str, Any]] = {}
     if not args.no_fit:
@@ -276,13 +291,14 @@ def main() -> None:
             cache = shared_cache(cache_dir, Path(tmp))
             for name in names:
                 print(f"# job interpreter={name} ({load()})", flush=True)
-                jobs[name] = run_job(name, cache, Path(tmp) / name, args.extra)
+                jobs[name] = run_job(name, cache, Path(tmp) / name, args.extra, args.threads)
 
     head = f"{'interpreter':>11} {'prepare s':>9} {'t(full) s':>9}"
     for p in percents:
         head += f" {f't({p}%)/t(full)':>14} {'target':>7}"
     head += f" {'job wall s':>10}" + "".join(f" {f'job {p}%':>8}" for p in percents)
-    print(f"\n## cost on the embedded default ({load()})\n{head}")
+    threads = f", {args.threads} thread(s)" if args.threads else ""
+    print(f"\n## cost on the embedded default ({load()}{threads})\n{head}")
     for name in names:
         line = f"{name:>11}"
         if name in fits:
