@@ -28,7 +28,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-KINDS = ("checkpoint", "activations", "unit_features", "coreset", "fit", "fit_full")
+KINDS = ("checkpoint", "activations", "unit_features", "coreset", "fit", "fit_full", "evaluation")
 
 
 def spec_key(spec: dict[str, Any]) -> str:

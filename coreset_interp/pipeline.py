@@ -256,6 +256,34 @@ def fit_interpreter(
     return result["value"], float(result["seconds"])
 
 
+def evaluate_fit(
+    interp: Interpreter, ctx: InterpretContext, fit: Any, coreset_key: str | None, seed: int
+) -> dict[str, Any]:
+    """The cached evaluation of a fit on the val split (forward passes, e.g. VEBI's ablations, dominate
+    a warm sweep's time otherwise).
+
+    Args:
+        interp: the interpreter.
+        ctx: its context.
+        fit: the fit.
+        coreset_key: the coreset's key, or None for the full-data fit.
+        seed: interpretation seed (the fit's, and any randomness of the evaluation).
+
+    Returns:
+        The interpreter's evaluation dict.
+    """
+    spec = {
+        "interpreter": interp.name,
+        "params": interp.params(),
+        "seed": seed,
+        "train": ctx.model_key,
+        "val": ctx.val.path.name,
+        "coreset": coreset_key if coreset_key is not None else "full",
+    }
+    result, _ = ctx.cache.get_or_compute_pickle("evaluation", spec, lambda: interp.evaluate(fit, ctx))
+    return dict(result)
+
+
 class PhiComparer:
     """Per-class angular distances between full-data maps and coreset maps, with the full side of each
     class prepared once and reused for every coreset (when the interpreter's maps allow it).
@@ -414,7 +442,7 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
         **prepared["value"],
         **interp.describe(fit_full),
     }
-    full.update(interp.evaluate(fit_full, ctx))
+    full.update(evaluate_fit(interp, ctx, fit_full, None, seed))
     comparer = PhiComparer(interp, ctx, fit_full, alpha)
 
     entries: list[dict[str, Any]] = []
@@ -436,7 +464,7 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
             "ratio": rho,
             "percent": int(round(rho * 100)),
             "n_selected": int(len(indices)),
-            **interp.evaluate(fit, ctx),
+            **evaluate_fit(interp, ctx, fit, ckey, seed),
             "angular_distance": float(np.mean(finite)) if finite else None,
             "angular_distance_per_class": {str(c): v for c, v in per_class.items()},
             "angular_distance_missing": len(missing),
