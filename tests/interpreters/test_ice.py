@@ -141,7 +141,6 @@ def test_digits_fit_maps_and_accuracy(digits_context, coreset: np.ndarray) -> No
         np.testing.assert_array_equal(again.nmfs[c].components_, fit.nmfs[c].components_)
 
 
-@pytest.mark.slow
 def test_digits_full_data_fit(digits_context) -> None:
     # Through the artifact cache, so the pipeline tests reuse this full-data fit.
     ctx = digits_context
