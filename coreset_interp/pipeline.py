@@ -70,6 +70,9 @@ def ratios_from_percents(percents: Any) -> list[float]:
             raise ConfigError(f"ratio percents must be numbers in (0, 100], got {p!r}")
         if not 0 < p <= 100:
             raise ConfigError(f"ratio must be in (0, 1]: got {p}% (ratio.percents are integer percentages)")
+        if float(p) != int(p):
+            # Integer percents keep run names, cache keys and report rows exact (no 0.15000000000000002).
+            raise ConfigError(f"ratio.percents are integer percentages, got {p}")
         rho = round(float(p) / 100.0, 6)
         if rho not in out:
             out.append(rho)

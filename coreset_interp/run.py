@@ -12,8 +12,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from coreset_interp.pipeline import run_job
-
 log = logging.getLogger("coreset_interp")
 
 
@@ -44,7 +42,12 @@ def job_info(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="config")
+# An absolute path: the console script runs main() from a module, and Hydra would resolve a relative
+# config_path as a Python package ("Primary config module 'conf' not found").
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+@hydra.main(version_base=None, config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> dict[str, Any]:
     """Run one job; a failed single run exits with status 1 and a one-line error.
 
@@ -63,6 +66,9 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     else:
         cache_dir = Path(str(resolved["cache_dir"])).expanduser()
         resolved["cache_dir"] = str(cache_dir if cache_dir.is_absolute() else Path(job["cwd"]) / cache_dir)
+        # Imported here so that --help and Hydra's config errors answer without loading torch.
+        from coreset_interp.pipeline import run_job
+
         result = run_job(resolved, job)
     print(f"result: {job['dir'] / 'result.json'} ({result['status']})")
     # In a multirun a failed job is recorded in its result.json and the sweep goes on to the report.

@@ -135,7 +135,7 @@ def test_second_run_hits_the_cache(moderate_job: dict[str, Any]) -> None:
 def test_ratio_percents_validation() -> None:
     assert ratios_from_percents([20, 5, 20, 100]) == [0.2, 0.05, 1.0]
     assert ratios_from_percents(30) == [0.3]
-    for bad in ([0], [150], [-5], [], [True], ["20"], [float("nan")]):
+    for bad in ([0], [150], [-5], [], [True], ["20"], [float("nan")], [12.5]):
         with pytest.raises(ConfigError):
             ratios_from_percents(bad)
 

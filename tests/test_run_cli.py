@@ -19,10 +19,15 @@ import pytest
 RESULT_KEYS = {"status", "error", "config", "model_accuracy", "full", "ratios", "table1"}
 
 
+# The console script the README gives (other tests start `python -m coreset_interp.run`): it finds the
+# configs from any working directory.
+COMMAND = Path(sys.executable).with_name("coreset-interp")
+
+
 def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     # Hydra's flags (-m) must come before the overrides.
     return subprocess.run(
-        [sys.executable, "-m", "coreset_interp.run", *args, "progress=false"],
+        [str(COMMAND), *args, "progress=false"],
         cwd=cwd,
         env={**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **env},
         capture_output=True,

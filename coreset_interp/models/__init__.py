@@ -44,7 +44,14 @@ def model_spec(cfg: dict[str, Any], dataset: ImageDataset) -> dict[str, Any]:
     elif weights == "random":
         spec["seed"] = int(cfg["train"]["seed"])
         spec["num_classes"] = dataset.num_classes
-    elif weights != "imagenet":
+    elif weights == "imagenet":
+        # A replaced hub file must not reuse activations cached for the old one.
+        path = imagenet_checkpoint_path(str(cfg["arch"]))
+        stat = path.stat() if path.is_file() else None
+        spec.update(
+            file=path.name, size=stat.st_size if stat else None, mtime=stat.st_mtime_ns if stat else None
+        )
+    else:
         path = Path(weights).expanduser()
         stat = path.stat() if path.is_file() else None
         spec.update(
