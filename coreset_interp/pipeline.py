@@ -12,7 +12,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,26 @@ class Workspace:
     activation_keys: dict[str, str]
     device: torch.device
     extras: dict[str, Any] = field(default_factory=dict)
+
+    def context(self, cfg: dict[str, Any]) -> InterpretContext:
+        """Args:
+            cfg: the job config (``batch_size``, ``num_workers``, ``progress``).
+
+        Returns:
+            The interpreters' view of this workspace.
+        """
+        return InterpretContext(
+            model=self.model,
+            dataset=self.dataset,
+            train=self.train,
+            val=self.val,
+            device=self.device,
+            cache=self.cache,
+            model_key=self.activation_keys["train"],
+            batch_size=int(cfg.get("batch_size", 128)),
+            num_workers=int(cfg.get("num_workers", 0)),
+            progress=bool(cfg.get("progress", True)),
+        )
 
 
 def activations_for(
@@ -365,18 +385,7 @@ def null_reference(
     mspec = model_spec(rcfg, ws.dataset)
     train, ktrain = activations_for(ws.cache, model, mspec, ws.dataset, "train", ws.device, cfg)
     val, _ = activations_for(ws.cache, model, mspec, ws.dataset, "val", ws.device, cfg)
-    rctx = InterpretContext(
-        model=model,
-        dataset=ws.dataset,
-        train=train,
-        val=val,
-        device=ws.device,
-        cache=ws.cache,
-        model_key=ktrain,
-        batch_size=ctx.batch_size,
-        num_workers=ctx.num_workers,
-        progress=ctx.progress,
-    )
+    rctx = replace(ctx, model=model, train=train, val=val, model_key=ktrain)
     fit_null, _ = fit_interpreter(interp, rctx, np.arange(train.n, dtype=np.int64), seed, None)
     per_class = comparer.per_class(fit_null, rctx)
     finite = [v for v in per_class.values() if v is not None]
@@ -419,18 +428,7 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
     cache = ArtifactCache(Path(cfg["cache_dir"]))
     ws = build_workspace(cfg, cache)
     progress = bool(cfg.get("progress", True))
-    ctx = InterpretContext(
-        model=ws.model,
-        dataset=ws.dataset,
-        train=ws.train,
-        val=ws.val,
-        device=ws.device,
-        cache=cache,
-        model_key=ws.activation_keys["train"],
-        batch_size=int(cfg.get("batch_size", 128)),
-        num_workers=int(cfg.get("num_workers", 0)),
-        progress=progress,
-    )
+    ctx = ws.context(cfg)
     model_accuracy = float(np.mean(ws.val.preds == ws.val.labels))
     job_warnings: list[str] = []
 

@@ -98,7 +98,7 @@ def time_fits(
         Per interpreter: ``prepare_seconds``, ``fit_seconds`` {percent: median}, ``all`` {percent: list}.
     """
     from coreset_interp.cache import ArtifactCache
-    from coreset_interp.interpreters import InterpretContext, get_interpreter
+    from coreset_interp.interpreters import get_interpreter
     from coreset_interp.pipeline import build_workspace
     from coreset_interp.selectors import get_selector
 
@@ -106,17 +106,7 @@ def time_fits(
     for name in names:
         cfg = compose([f"interpreter={name}", "logger=none", "progress=false", f"cache_dir={cache_dir}"])
         ws = build_workspace(cfg, ArtifactCache(cache_dir))
-        ctx = InterpretContext(
-            model=ws.model,
-            dataset=ws.dataset,
-            train=ws.train,
-            val=ws.val,
-            device=ws.device,
-            cache=ws.cache,
-            model_key=ws.activation_keys["train"],
-            batch_size=int(cfg["batch_size"]),
-            progress=False,
-        )
+        ctx = ws.context(cfg)
         interp = get_interpreter(name, **dict(cfg["interpreter"].get("params") or {}))
         start = time.perf_counter()
         interp.prepare(ctx)

@@ -70,18 +70,4 @@ def digits_workspace(make_config: Callable[..., dict[str, Any]], session_cache_d
 @pytest.fixture(scope="session")
 def digits_context(digits_workspace: Any) -> Any:
     """An InterpretContext over the embedded default's workspace."""
-    from coreset_interp.interpreters import InterpretContext
-
-    ws = digits_workspace
-    return InterpretContext(
-        model=ws.model,
-        dataset=ws.dataset,
-        train=ws.train,
-        val=ws.val,
-        device=ws.device,
-        cache=ws.cache,
-        model_key=ws.activation_keys["train"],
-        batch_size=128,
-        num_workers=0,
-        progress=False,
-    )
+    return digits_workspace.context({"batch_size": 128, "num_workers": 0, "progress": False})
