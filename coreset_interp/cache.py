@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
+from filelock import FileLock
 
 KINDS = ("checkpoint", "activations", "unit_features", "coreset", "fit", "fit_full", "evaluation")
 
@@ -187,30 +187,6 @@ class ArtifactCache:
             return value[0], computed
         with open(path / "object.pkl", "rb") as fh:
             return pickle.load(fh), computed
-
-    def clean_stale(self) -> int:
-        """Remove temporary directories left by killed jobs (never a complete artifact).
-
-        Only directories whose lock is free are removed, so a running job's work is left alone.
-
-        Returns:
-            How many directories were removed.
-        """
-        removed = 0
-        for kind in KINDS:
-            folder = self.root / kind
-            if not folder.is_dir():
-                continue
-            for tmp in folder.glob(".tmp-*"):
-                key = tmp.name.split("-")[1]
-                lock = FileLock(str(folder / f".{key}.lock"), timeout=0)
-                try:
-                    with lock:
-                        shutil.rmtree(tmp, ignore_errors=True)
-                        removed += 1
-                except Timeout:
-                    continue
-        return removed
 
 
 def _fsync_dir(path: Path) -> None:
