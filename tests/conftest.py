@@ -42,7 +42,15 @@ def compose_config(overrides: list[str] | None = None) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def session_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An artifact cache shared by the whole session (holds the trained digits checkpoint)."""
+    """An artifact cache shared by the whole session (holds the trained digits checkpoint).
+
+    ``CORESET_INTERP_TEST_CACHE`` names a folder kept across sessions instead (a developer's inner loop:
+    the digits model is trained once, not per pytest run); CI leaves it unset and starts cold.
+    """
+    kept = os.environ.get("CORESET_INTERP_TEST_CACHE")
+    if kept:
+        Path(kept).mkdir(parents=True, exist_ok=True)
+        return Path(kept)
     return tmp_path_factory.mktemp("cache")
 
 
