@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from coreset_interp.cache import ArtifactCache, spec_key
 from coreset_interp.data import ImageDataset, build_dataset
-from coreset_interp.interpreters import InterpretContext, Interpreter, get_interpreter
+from coreset_interp.interpreters import ClassPhi, InterpretContext, Interpreter, get_interpreter
 from coreset_interp.metrics.shape import angular_distance_prepared, prepare
 from coreset_interp.models import ModelAdapter, load_model, model_spec
 from coreset_interp.models.activations import ActivationStore, extract_activations
@@ -325,13 +325,13 @@ class PhiComparer:
         self.alpha = alpha
         self._prepared: dict[int, Any] = {}
 
-    def per_class(self, fit_other: Any, ctx_other: InterpretContext | None = None) -> dict[int, float | None]:
+    def per_class(self, fit_other: Any, ctx_other: InterpretContext | None = None) -> dict[int, ClassPhi]:
         """Args:
             fit_other: a coreset fit (or the null reference's fit).
             ctx_other: the context of ``fit_other`` when it belongs to another model; None = same model.
 
         Returns:
-            phi per val class (None where a side has zero variance and the angle is undefined).
+            phi per val class (``phi`` None where a side has zero variance and the angle is undefined).
         """
         # One BLAS thread for these per-class problems (a few hundred rows): measured under load on this
         # 2-core machine, prepare + compare of a (144, 512) pair took 1.9 s with 2 OpenBLAS threads, 0.023 s
@@ -339,23 +339,56 @@ class PhiComparer:
         with threadpool_limits(limits=1, user_api="blas"):
             return self._per_class(fit_other, ctx_other)
 
-    def _per_class(self, fit_other: Any, ctx_other: InterpretContext | None) -> dict[int, float | None]:
-        out: dict[int, float | None] = {}
+    def _per_class(self, fit_other: Any, ctx_other: InterpretContext | None) -> dict[int, ClassPhi]:
+        out: dict[int, ClassPhi] = {}
         for c in self.ctx.val.classes():
             c = int(c)
             idx = self.ctx.val.class_indices(c)
             if self.interp.paired:
-                z_full, z_other = self.interp.paired_maps(self.fit_full, fit_other, self.ctx, idx, ctx_other)
-                pf = prepare(np.asarray(z_full, dtype=np.float64), self.alpha)
-            else:
-                if c not in self._prepared:
-                    z_full = self.interp.maps(self.fit_full, self.ctx, idx)
-                    self._prepared[c] = prepare(np.asarray(z_full, dtype=np.float64), self.alpha)
-                pf = self._prepared[c]
-                z_other = self.interp.maps(fit_other, ctx_other or self.ctx, idx)
-            phi = angular_distance_prepared(pf, prepare(np.asarray(z_other, dtype=np.float64), self.alpha))
-            out[c] = None if not math.isfinite(phi) else float(phi)
+                out[c] = self.interp.paired_phi(
+                    self.fit_full, fit_other, self.ctx, idx, self.alpha, ctx_other
+                )
+                continue
+            if c not in self._prepared:
+                z_full = self.interp.maps(self.fit_full, self.ctx, idx)
+                self._prepared[c] = prepare(np.asarray(z_full, dtype=np.float64), self.alpha)
+            z_other = self.interp.maps(fit_other, ctx_other or self.ctx, idx)
+            phi = angular_distance_prepared(
+                self._prepared[c], prepare(np.asarray(z_other, dtype=np.float64), self.alpha)
+            )
+            out[c] = ClassPhi(None if not math.isfinite(phi) else float(phi))
         return out
+
+
+def summarise_phi(per_class: dict[int, ClassPhi]) -> dict[str, Any]:
+    """The result keys of one comparison (Eq. 1: Phi = the mean over classes of the defined phi_c).
+
+    Args:
+        per_class: phi per class from :meth:`PhiComparer.per_class`.
+
+    Returns:
+        ``angular_distance``, ``angular_distance_per_class``, ``angular_distance_missing`` and, for methods
+        compared per layer, ``angular_distance_per_layer`` (layer -> ``mean`` over the classes where that
+        layer was defined, and ``n_classes``).
+    """
+    finite = [v.phi for v in per_class.values() if v.phi is not None]
+    out: dict[str, Any] = {
+        "angular_distance": float(np.mean(finite)) if finite else None,
+        "angular_distance_per_class": {str(c): v.phi for c, v in per_class.items()},
+        "angular_distance_missing": sum(v.phi is None for v in per_class.values()),
+    }
+    layers: dict[str, list[float]] = {}
+    for v in per_class.values():
+        for name, phi in v.per_layer.items():
+            layers.setdefault(name, [])
+            if phi is not None:
+                layers[name].append(phi)
+    if layers:
+        out["angular_distance_per_layer"] = {
+            name: {"mean": float(np.mean(vals)) if vals else None, "n_classes": len(vals)}
+            for name, vals in layers.items()
+        }
+    return out
 
 
 def null_reference(
@@ -387,13 +420,9 @@ def null_reference(
     val, _ = activations_for(ws.cache, model, mspec, ws.dataset, "val", ws.device, cfg)
     rctx = replace(ctx, model=model, train=train, val=val, model_key=ktrain)
     fit_null, _ = fit_interpreter(interp, rctx, np.arange(train.n, dtype=np.int64), seed, None)
-    per_class = comparer.per_class(fit_null, rctx)
-    finite = [v for v in per_class.values() if v is not None]
-    return {
-        "angular_distance": float(np.mean(finite)) if finite else None,
-        "angular_distance_per_class": {str(c): v for c, v in per_class.items()},
-        "missing": sum(v is None for v in per_class.values()),
-    }
+    summary = summarise_phi(comparer.per_class(fit_null, rctx))
+    summary["missing"] = summary.pop("angular_distance_missing")
+    return summary
 
 
 def _mean_std(values: list[float]) -> dict[str, float | None]:
@@ -451,8 +480,7 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
         indices, select_seconds, ckey = select_coreset(ws, cfg, rho, seed)
         fit, fit_seconds = fit_interpreter(interp, ctx, indices, seed, ckey)
         per_class = comparer.per_class(fit)
-        finite = [v for v in per_class.values() if v is not None]
-        missing = [c for c, v in per_class.items() if v is None]
+        missing = [c for c, v in per_class.items() if v.phi is None]
         if missing:
             msg = (
                 f"rho={rho:g}: angular distance undefined (zero variance) for {len(missing)} class(es) "
@@ -466,9 +494,7 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
             "percent": int(round(rho * 100)),
             "n_selected": int(len(indices)),
             **evaluate_fit(interp, ctx, fit, ckey, seed),
-            "angular_distance": float(np.mean(finite)) if finite else None,
-            "angular_distance_per_class": {str(c): v for c, v in per_class.items()},
-            "angular_distance_missing": len(missing),
+            **summarise_phi(per_class),
             "select_seconds": select_seconds,
             "fit_seconds": fit_seconds,
             "speedup": full_seconds / t_rho if t_rho > 0 else None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from coreset_interp.interpreters.base import InterpretContext, Interpreter
+from coreset_interp.interpreters.base import ClassPhi, InterpretContext, Interpreter
 from coreset_interp.interpreters.ice import ICE
 from coreset_interp.interpreters.topic import Topic
 from coreset_interp.interpreters.vebi import VEBI
@@ -36,4 +36,11 @@ def list_interpreters() -> list[str]:
     return INTERPRETERS.names()
 
 
-__all__ = ["INTERPRETERS", "InterpretContext", "Interpreter", "get_interpreter", "list_interpreters"]
+__all__ = [
+    "INTERPRETERS",
+    "ClassPhi",
+    "InterpretContext",
+    "Interpreter",
+    "get_interpreter",
+    "list_interpreters",
+]

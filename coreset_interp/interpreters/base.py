@@ -4,7 +4,7 @@ activations into interpretation maps Z with them, and measure their relevance (a
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,20 @@ class InterpretContext:
     batch_size: int = 128
     num_workers: int = 0
     progress: bool = True
+
+
+@dataclass
+class ClassPhi:
+    """The angular distance of one class between two fits.
+
+    Attributes:
+        phi: radians in [0, pi]; None when it is undefined (a side has zero variance, or no common layer).
+        per_layer: for methods compared layer by layer (VEBI), layer name -> phi of that layer (None where
+            undefined); empty for methods compared on one set of maps.
+    """
+
+    phi: float | None
+    per_layer: dict[str, float | None] = field(default_factory=dict)
 
 
 class Interpreter(ABC):
@@ -125,6 +139,38 @@ class Interpreter(ABC):
             (Z, Z').
         """
         return self.maps(fit_full, ctx, indices), self.maps(fit_coreset, ctx_other or ctx, indices)
+
+    def paired_phi(
+        self,
+        fit_full: Any,
+        fit_coreset: Any,
+        ctx: InterpretContext,
+        indices: np.ndarray,
+        alpha: float,
+        ctx_other: InterpretContext | None = None,
+    ) -> ClassPhi:
+        """Phi of one class for a ``paired`` method, whose maps depend on both fits (called by the comparison
+        loop instead of preparing the full side once). Default: the shape metric on :meth:`paired_maps`.
+
+        Args:
+            fit_full: the fit on all train data.
+            fit_coreset: the other fit (a coreset's, or another model's, see ``ctx_other``).
+            ctx: the context of ``fit_full``.
+            indices: indices into the val split, all of one class.
+            alpha: partial-whitening alpha of the shape metric.
+            ctx_other: the context of ``fit_coreset`` when it belongs to another model; None = ``ctx``.
+
+        Returns:
+            The class's phi.
+        """
+        from coreset_interp.metrics.shape import angular_distance_prepared, prepare
+
+        z_full, z_other = self.paired_maps(fit_full, fit_coreset, ctx, indices, ctx_other)
+        phi = angular_distance_prepared(
+            prepare(np.asarray(z_full, dtype=np.float64), alpha),
+            prepare(np.asarray(z_other, dtype=np.float64), alpha),
+        )
+        return ClassPhi(float(phi) if np.isfinite(phi) else None)
 
     @abstractmethod
     def evaluate(self, fit: Any, ctx: InterpretContext) -> dict[str, float]:
