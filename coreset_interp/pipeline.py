@@ -483,7 +483,8 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
         missing = [c for c, v in per_class.items() if v.phi is None]
         if missing:
             msg = (
-                f"rho={rho:g}: angular distance undefined (zero variance) for {len(missing)} class(es) "
+                f"rho={rho:g}: angular distance undefined (zero variance, or no layer common to both fits) "
+                f"for {len(missing)} class(es) "
                 f"{missing[:10]}; left out of the mean"
             )
             warnings.warn(msg, stacklevel=1)

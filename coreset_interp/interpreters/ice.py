@@ -174,9 +174,7 @@ class ICE(Interpreter):
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         return fitted[order]
 
-    def _class_errors(
-        self, fit: ICEFit, ctx: InterpretContext, cands: np.ndarray, chunk: int
-    ) -> np.ndarray:
+    def _class_errors(self, fit: ICEFit, ctx: InterpretContext, cands: np.ndarray, chunk: int) -> np.ndarray:
         """Squared reconstruction error of every (val image, candidate class) pair, class by class so that
         memory holds one class's candidate images (in chunks) at a time."""
         _, h, w = ctx.val.map_shape
@@ -190,9 +188,7 @@ class ICE(Interpreter):
                 errors[r, k] = sq.sum(axis=(1, 2))
         return errors
 
-    def _head_accuracy(
-        self, fit: ICEFit, ctx: InterpretContext, chosen: np.ndarray, chunk: int
-    ) -> float:
+    def _head_accuracy(self, fit: ICEFit, ctx: InterpretContext, chosen: np.ndarray, chunk: int) -> float:
         """Accuracy of the head on each val image reconstructed with the components of ``chosen[i]``."""
         d, h, w = ctx.val.map_shape
         correct = 0

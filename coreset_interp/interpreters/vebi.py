@@ -9,11 +9,18 @@ during the forward pass; reported are the accuracy, its drop from the intact mod
 true class's softmax probability, and the same two drops for a control that zeroes as many randomly chosen
 units per layer (drawn among the class's other units of that layer, ``random_draws`` seeded draws).
 
-Interpretation maps (Sec. 4.1): the relevant units' activation maps for the val images of the class. Units
-of different layers have different spatial sizes; every map is adaptive-average-pooled to the last conv
-block's h x w (the size the other methods' maps have) and the channels are concatenated by decreasing
-lasso weight, giving (n*h*w, k). When the full-data and coreset fits found different numbers of units, both
-sides keep their top-N units by weight, N the smaller count (the paper's rule, :meth:`VEBI.paired_maps`).
+Similarity (the paper's Sec. 4.3, SPEC): :meth:`VEBI.paired_phi` compares the two fits layer by layer. For
+class c and each layer (ReLU call) where both fits have at least one unit of class c, Z and Z' are that
+layer's activation maps of the class's val images at the layer's own resolution, restricted to each fit's
+top-N units of that layer by weight (N = the smaller count in that layer); phi is computed per layer and
+phi_c is the mean over those layers. A class without a common layer has no phi (missing, never zero).
+The first version pooled every unit to the last block's h x w and took the top-N across layers, so a unit
+of one layer could be paired with a unit of another; that is gone. Memory: one class at a time, the
+selected channels of the common layers only (n_c x sum_L N_L h_L w_L floats), one forward pass per image
+batch that stops after the last needed layer.
+
+Display maps (Sec. 4.1, :meth:`VEBI.maps`): the relevant units' activation maps, adaptive-average-pooled
+to the last conv block's h x w and concatenated by decreasing lasso weight (n*h*w, k); not used by Phi.
 
 Cost: the unit features of the whole train split are computed once per model in :meth:`VEBI.prepare`
 (a cached artifact, like the last-conv activations, and outside the timed fit; the coreset is selected
@@ -41,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
-from coreset_interp.interpreters.base import InterpretContext, Interpreter
+from coreset_interp.interpreters.base import ClassPhi, InterpretContext, Interpreter
 from coreset_interp.interpreters.vebi_lasso import accumulate_gram, positive_lasso_l1
 from coreset_interp.interpreters.vebi_units import (
     ReluCalls,
@@ -298,8 +305,9 @@ class VEBI(Interpreter):
         indices: np.ndarray,
         ctx_other: InterpretContext | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Both fits' maps of one class with the same number of units: the top-N by weight of each,
-        N = the smaller count (the paper's rule).
+        """Both fits' pooled display maps of one class with the same number of units: the top-N by weight
+        of each across layers, N = the smaller count. For figures only: Phi compares the fits layer by
+        layer (:meth:`paired_phi`), never these cross-layer columns.
 
         Args:
             fit_full: the full-data fit.
@@ -325,6 +333,127 @@ class VEBI(Interpreter):
         union = np.unique(np.concatenate([a, b]))
         z = self._capture(ctx, fit_full, indices, union)
         return self._rows(z[:, np.searchsorted(union, a)]), self._rows(z[:, np.searchsorted(union, b)])
+
+    # ------------------------------------------------------------------------------ similarity
+    @staticmethod
+    def layer_pairs(
+        fit_full: VEBIFit, fit_other: VEBIFit, c: int
+    ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """The units compared per layer for one class.
+
+        Args:
+            fit_full: the full-data fit.
+            fit_other: the other fit (same architecture).
+            c: the class.
+
+        Returns:
+            call index -> (full fit's, other fit's) top-N global unit indices of that layer by weight,
+            N = the smaller count in that layer; only layers where both fits have a unit of class ``c``.
+        """
+        if [la.key for la in fit_full.layers] != [la.key for la in fit_other.layers]:
+            raise ValueError("vebi: the two fits have different unit layers (different architectures)")
+        a, b = fit_full.top(c), fit_other.top(c)
+        calls_a, _ = fit_full.unit_positions(a)
+        calls_b, _ = fit_other.unit_positions(b)
+        out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for call in sorted(set(calls_a.tolist()) & set(calls_b.tolist())):
+            # top() is by decreasing weight, so the first units of a layer are its top ones.
+            ua, ub = a[calls_a == call], b[calls_b == call]
+            n = min(len(ua), len(ub))
+            out[int(call)] = (ua[:n], ub[:n])
+        return out
+
+    def _capture_layers(
+        self, ctx: InterpretContext, fit: VEBIFit, indices: np.ndarray, wanted: dict[int, np.ndarray]
+    ) -> dict[int, np.ndarray]:
+        """Activation maps of some channels of some layers at each layer's own resolution.
+
+        Args:
+            ctx: the context (its model runs the forward passes).
+            fit: a fit (its unit layers).
+            indices: val indices.
+            wanted: call index -> sorted channels of that call.
+
+        Returns:
+            call index -> (n, len(channels), h_call, w_call) float32.
+        """
+        last = max(wanted)
+        sel = {call: torch.as_tensor(ch, dtype=torch.int64) for call, ch in wanted.items()}
+        parts: dict[int, list[np.ndarray]] = {call: [] for call in wanted}
+        for x in self._images(ctx, indices):
+            got: dict[int, torch.Tensor] = {}
+
+            def grab(i: int, a: torch.Tensor, got: dict[int, torch.Tensor] = got) -> None:
+                if i in sel:
+                    # index_select copies: the output of an in-place ReLU is modified later in the pass.
+                    got[i] = a.index_select(1, sel[i].to(a.device)).float().cpu()
+                if i == last:
+                    raise StopForward
+
+            with torch.no_grad(), ReluCalls(ctx.model, grab) as hooks:
+                hooks.reset()
+                with contextlib.suppress(StopForward):
+                    ctx.model(x)
+            if set(got) != set(wanted):
+                raise RuntimeError(f"vebi: ReLU calls {sorted(set(wanted) - set(got))} never happened")
+            for call, t in got.items():
+                parts[call].append(t.numpy())
+        return {call: np.concatenate(p) for call, p in parts.items()}
+
+    def paired_phi(
+        self,
+        fit_full: VEBIFit,
+        fit_coreset: VEBIFit,
+        ctx: InterpretContext,
+        indices: np.ndarray,
+        alpha: float,
+        ctx_other: InterpretContext | None = None,
+    ) -> ClassPhi:
+        """Phi of one class, layer by layer (see the module docstring).
+
+        Args:
+            fit_full: the full-data fit.
+            fit_coreset: the other fit (a coreset's, or the null reference's on another model).
+            ctx: the context of ``fit_full``.
+            indices: val indices of one class.
+            alpha: partial-whitening alpha.
+            ctx_other: the context of ``fit_coreset`` when it belongs to another model; None = ``ctx``.
+
+        Returns:
+            phi_c = the mean of the defined per-layer phi (None when no layer is common to both fits or
+            none is defined), and ``per_layer`` = layer key -> phi (None where a side has no variance).
+        """
+        from coreset_interp.metrics.shape import angular_distance_prepared, prepare
+
+        c = int(ctx.val.labels[indices[0]])
+        pairs = self.layer_pairs(fit_full, fit_coreset, c)
+        if not pairs:
+            log.warning("vebi: class %d has no layer with relevant units in both fits; phi is missing", c)
+            return ClassPhi(None, {})
+        chans_a = {call: fit_full.unit_positions(ua)[1] for call, (ua, _) in pairs.items()}
+        chans_b = {call: fit_coreset.unit_positions(ub)[1] for call, (_, ub) in pairs.items()}
+        if ctx_other is None or ctx_other.model is ctx.model:
+            # One forward pass serves both sides when they share the model.
+            union = {call: np.union1d(chans_a[call], chans_b[call]) for call in pairs}
+            maps_a = self._capture_layers(ctx, fit_full, indices, union)
+            maps_b = maps_a
+            pos_a = {call: np.searchsorted(union[call], chans_a[call]) for call in pairs}
+            pos_b = {call: np.searchsorted(union[call], chans_b[call]) for call in pairs}
+        else:
+            sorted_a = {call: np.sort(ch) for call, ch in chans_a.items()}
+            sorted_b = {call: np.sort(ch) for call, ch in chans_b.items()}
+            maps_a = self._capture_layers(ctx, fit_full, indices, sorted_a)
+            maps_b = self._capture_layers(ctx_other, fit_coreset, indices, sorted_b)
+            pos_a = {call: np.searchsorted(sorted_a[call], chans_a[call]) for call in pairs}
+            pos_b = {call: np.searchsorted(sorted_b[call], chans_b[call]) for call in pairs}
+        per_layer: dict[str, float | None] = {}
+        for call in pairs:
+            z_a = self._rows(maps_a[call][:, pos_a[call]]).astype(np.float64)
+            z_b = self._rows(maps_b[call][:, pos_b[call]]).astype(np.float64)
+            phi = angular_distance_prepared(prepare(z_a, alpha), prepare(z_b, alpha))
+            per_layer[fit_full.layers[call].key] = float(phi) if np.isfinite(phi) else None
+        defined = [v for v in per_layer.values() if v is not None]
+        return ClassPhi(float(np.mean(defined)) if defined else None, per_layer)
 
     # ------------------------------------------------------------------------------------ evaluation
     def _random_units(self, fit: VEBIFit, c: int, draw: int) -> np.ndarray:

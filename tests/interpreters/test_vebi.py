@@ -4,6 +4,7 @@ relevant units are known by construction, and the embedded default end to end.""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from torch.utils.data import Dataset, TensorDataset
 from coreset_interp.cache import ArtifactCache
 from coreset_interp.data.base import ImageDataset
 from coreset_interp.interpreters import InterpretContext, get_interpreter
-from coreset_interp.interpreters.vebi import VEBI
+from coreset_interp.interpreters.vebi import VEBI, VEBIFit
 from coreset_interp.interpreters.vebi_lasso import LowerGram, accumulate_gram, positive_lasso_l1
 from coreset_interp.interpreters.vebi_units import (
     ReluCalls,
@@ -26,6 +27,7 @@ from coreset_interp.interpreters.vebi_units import (
     probe_layers,
     unit_energy,
 )
+from coreset_interp.metrics.shape import angular_distance
 from coreset_interp.models import build_architecture
 from coreset_interp.models.activations import ActivationStore, extract_activations
 from coreset_interp.models.adapter import ModelAdapter
@@ -281,20 +283,81 @@ def test_vebi_finds_the_unit_that_carries_the_class(tiny: InterpretContext) -> N
 
 
 def test_vebi_top_n_rule_and_coverage(tiny: InterpretContext) -> None:
+    """Protects the per-layer top-N rule: in each layer both fits keep their top-N units of the class by
+    weight, N = the smaller count in that layer (the first version took the top-N across layers)."""
     vebi = VEBI(mu=1.0)
     full = vebi.fit(tiny, np.arange(tiny.train.n), seed=0)
     small = vebi.fit(tiny, np.arange(0, tiny.train.n, 3), seed=0)
-    # Fake a coreset fit that found an extra, lower-weighted unit for class 0.
+    # Fake a coreset fit that found an extra, lower-weighted unit for class 0 in layer 0 (channel 3).
     small.units[0] = np.append(small.units[0], 3)
     small.weights[0] = np.append(small.weights[0], 1e-9)
-    idx = tiny.val.class_indices(0)
-    z, z2 = vebi.paired_maps(full, small, tiny, idx)
-    n = min(len(full.top(0)), len(small.top(0)))
-    assert z.shape == z2.shape == (len(idx) * SIZE * SIZE, n)
+    pairs = vebi.layer_pairs(full, small, 0)
+    assert list(pairs) == [0]
+    a, b = pairs[0]
+    assert len(a) == len(b) == min(len(full.top(0)), len(small.top(0))) == 1
+    assert 3 not in b.tolist()
+    phi = vebi.paired_phi(full, small, tiny, tiny.val.class_indices(0), alpha=1.0)
+    assert set(phi.per_layer) == {"0:relu"} and phi.phi == pytest.approx(0.0, abs=1e-6)
     cover = vebi.compare(full, small)
     assert set(cover["vebi_coverage_per_layer"]) == {"0:relu", "1:relu"}
     assert 0 < cover["vebi_coverage"] < 100  # the fake unit is not in the full fit
     assert vebi.compare(full, full)["vebi_coverage"] == 100.0
+
+
+def _hand_fit(template: VEBIFit, units: dict[int, list[tuple[int, int, float]]]) -> VEBIFit:
+    """A fit on the tiny network's real layers with given (call, channel, weight) units per class."""
+    out_units, out_weights = {}, {}
+    for c, triples in units.items():
+        triples = sorted(triples, key=lambda t: -t[2])
+        out_units[c] = np.asarray([template.layers[k].offset + ch for k, ch, _ in triples], dtype=np.int64)
+        out_weights[c] = np.asarray([w for _, _, w in triples])
+    return VEBIFit(template.layers, out_units, out_weights, dict.fromkeys(units, False), 1.0, 0, 1)
+
+
+def test_vebi_phi_is_zero_per_layer_when_both_fits_find_the_same_units(tiny: InterpretContext) -> None:
+    """Protects the per-layer comparison: two fits with the same units of each class in each layer (in a
+    different cross-layer weight order) have phi 0 in every layer and phi_c 0, on one model and when the
+    other fit's maps come from another (identical) model, the null reference's path."""
+    vebi = VEBI(mu=1.0)
+    template = vebi.fit(tiny, np.arange(tiny.train.n), seed=0)
+    a = _hand_fit(template, {c: [(0, c, 3.0), (1, c, 2.0), (1, 3, 1.0)] for c in range(CLASSES)})
+    b = _hand_fit(template, {c: [(1, 3, 3.0), (1, c, 2.5), (0, c, 0.5)] for c in range(CLASSES)})
+    twin = _TinyNet().eval()
+    other = replace(tiny, model=ModelAdapter(twin, twin.features, twin.head, "tiny").eval())
+    for c in range(CLASSES):
+        idx = tiny.val.class_indices(c)
+        for ctx_other in (None, other):
+            res = vebi.paired_phi(a, b, tiny, idx, alpha=1.0, ctx_other=ctx_other)
+            assert set(res.per_layer) == {"0:relu", "1:relu"}
+            assert all(v == pytest.approx(0.0, abs=1e-6) for v in res.per_layer.values())
+            assert res.phi == pytest.approx(0.0, abs=1e-6)
+
+
+def test_vebi_old_pooled_cross_layer_top_n_was_positive_per_layer_is_zero(tiny: InterpretContext) -> None:
+    """Protects against pairing units of different layers: the full fit ranks a layer-0 unit above a
+    layer-1 unit, the other fit two layer-1 units above the same layer-0 unit. The first version's pooled
+    top-N across layers (N = 2) compared {L0 ch0, L1 ch0} with {L1 ch0, L1 ch1}: phi > 0. Per layer both
+    fits have the same top unit (L0 ch0; L1 ch0), so phi is 0. A class with no common layer is missing."""
+    vebi = VEBI(mu=1.0)
+    template = vebi.fit(tiny, np.arange(tiny.train.n), seed=0)
+    full = _hand_fit(template, {0: [(0, 0, 3.0), (1, 0, 2.0)]})
+    other = _hand_fit(template, {0: [(1, 0, 3.0), (1, 1, 2.0), (0, 0, 1.0)]})
+    idx = tiny.val.class_indices(0)
+    old = angular_distance(*vebi.paired_maps(full, other, tiny, idx), alpha=1.0)
+    assert old > 0.1
+    res = vebi.paired_phi(full, other, tiny, idx, alpha=1.0)
+    assert res.per_layer == pytest.approx({"0:relu": 0.0, "1:relu": 0.0}, abs=1e-6)
+    assert res.phi == pytest.approx(0.0, abs=1e-6)
+    only_l1 = _hand_fit(template, {0: [(1, 0, 1.0)]})
+    only_l0 = _hand_fit(template, {0: [(0, 0, 1.0)]})
+    missing = vebi.paired_phi(only_l0, only_l1, tiny, idx, alpha=1.0)
+    assert missing.phi is None and missing.per_layer == {}
+    from coreset_interp.pipeline import summarise_phi
+
+    summary = summarise_phi({0: res, 1: missing})
+    assert summary["angular_distance_missing"] == 1
+    assert summary["angular_distance"] == pytest.approx(0.0, abs=1e-6)
+    assert summary["angular_distance_per_layer"]["1:relu"]["n_classes"] == 1
 
 
 # ------------------------------------------------------------------------------------ embedded default
@@ -322,11 +385,17 @@ def test_vebi_on_the_embedded_default(digits_context: InterpretContext, digits_v
     counts = [len(full.top(c)) for c in range(10)]
     assert min(counts) >= 1 and sum(counts) >= 20  # several units per class
     idx = ctx.val.class_indices(4)
-    z, z2 = vebi.paired_maps(full, core, ctx, idx)
-    n = min(len(full.top(4)), len(core.top(4)))
-    assert z.shape == z2.shape == (len(idx) * 2 * 2, n)
-    assert np.isfinite(z).all() and (z >= 0).all()
-    np.testing.assert_allclose(vebi.maps(full, ctx, idx)[:, :n], z, rtol=1e-5, atol=1e-6)
+    # Phi per layer, on each layer's own maps: the layers where both fits have a unit of class 4.
+    res = vebi.paired_phi(full, core, ctx, idx, alpha=1.0)
+    pairs = vebi.layer_pairs(full, core, 4)
+    assert set(res.per_layer) == {full.layers[k].key for k in pairs} and res.per_layer
+    assert all(v is None or 0 <= v <= np.pi for v in res.per_layer.values())
+    defined = [v for v in res.per_layer.values() if v is not None]
+    assert res.phi == pytest.approx(np.mean(defined))
+    maps = vebi._capture_layers(ctx, full, idx, {k: full.unit_positions(a)[1] for k, (a, _) in pairs.items()})
+    for k, z in maps.items():
+        # At the layer's own resolution, not pooled to the last block's 2 x 2.
+        assert z.shape == (len(idx), len(pairs[k][0]), full.layers[k].height, full.layers[k].width)
     cover = vebi.compare(full, core)
     assert len(cover["vebi_coverage_per_layer"]) == 17
 
@@ -359,6 +428,10 @@ def test_vebi_job_writes_complete_results(
     assert keys | {"vebi_coverage_per_layer", "angular_distance", "fit_seconds"} <= set(entry)
     assert entry["angular_distance"] is not None and 0 <= entry["angular_distance"] <= np.pi
     assert len(entry["vebi_coverage_per_layer"]) == 17
+    # Phi is per layer: every rho carries the per-layer means and class counts.
+    per_layer = entry["angular_distance_per_layer"]
+    assert per_layer and all(v["n_classes"] >= 1 for v in per_layer.values())
+    assert set(per_layer) <= set(entry["vebi_coverage_per_layer"])
     # The lasso is deterministic: the job finds the units the direct full-data fit found.
     _, fit_full, _ = digits_vebi
     assert full["vebi_units_per_class"] == {str(c): len(fit_full.top(c)) for c in range(10)}
