@@ -16,9 +16,14 @@ Choices (the reference leaves them to the user):
 
 - targets y are the ground-truth labels, as in the reference's training scripts (the head is frozen, so the
   loss asks the concepts to keep what the model needs to be right);
-- budget: a fixed number of optimizer steps at every rho (``budget: steps``, the default) because an epoch
-  budget gives a small coreset only a handful of steps (SPEC section 2); ``budget: epochs`` is the
-  paper-faithful option; the budget used is reported by :meth:`Topic.describe`;
+- budget: the same number of optimizer steps at every rho, because an epoch budget gives a small coreset
+  only a handful of steps (SPEC section 2). ``budget: steps`` fixes that number (``steps``, the embedded
+  default's 230); ``budget: full_epochs`` derives it from the data, ``ceil(epochs_of_full * n_train /
+  batch_size)`` with n_train the whole train split, so the full-data fit reads the full data
+  ``epochs_of_full`` times and every coreset gets as many steps (a fixed 230 steps x 128 images would be
+  2.3 % of one ImageNet epoch, less than a 5 % coreset); ``budget: epochs`` (``epochs`` passes over the
+  selected images) is the paper-faithful option. The budget and step count used are reported by
+  :meth:`Topic.describe`;
 - concepts start at m feature vectors drawn from the selected images (``init: data``); the reference's
   uniform(-0.5, 0.5) start (``init: uniform``) is orthogonal to every post-ReLU feature in high dimension, so
   no mask fires at first and the concepts only move through the top-K term. Measured on the embedded
@@ -44,6 +49,7 @@ from coreset_interp.interpreters.base import InterpretContext, Interpreter
 
 # Added to the sum of the masked projections before dividing (the reference's constant).
 _EPS_SUM = 1e-3
+_BUDGETS = ("steps", "full_epochs", "epochs")
 
 
 def concept_scores(f: torch.Tensor, concepts: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,9 +145,13 @@ class Topic(Interpreter):
         top_k: K, cosines per concept in that term (capped at the batch's positions).
         lr: Adam learning rate.
         batch_size: images per step (capped at the coreset size).
-        budget: ``steps`` (``steps`` optimizer steps at every rho) or ``epochs`` (``epochs`` passes).
+        budget: ``steps`` (``steps`` optimizer steps at every rho), ``full_epochs`` (at every rho as many
+            steps as ``epochs_of_full`` passes over the whole train split take) or ``epochs`` (``epochs``
+            passes over the selected images).
         steps: the step budget.
         epochs: the epoch budget.
+        epochs_of_full: the data-relative budget, in passes over the whole train split (part of the
+            fit's parameters only with ``budget: full_epochs``, so the other budgets keep their keys).
         init: ``data`` (concepts start at random feature vectors of the selected images) or ``uniform``
             (uniform(-0.5, 0.5), the reference).
     """
@@ -162,9 +172,12 @@ class Topic(Interpreter):
         steps: int = 230,
         epochs: int = 10,
         init: str = "data",
+        epochs_of_full: float = 1.0,
     ) -> None:
-        if budget not in ("steps", "epochs"):
-            raise ValueError(f"topic budget must be 'steps' or 'epochs', got {budget!r}")
+        if budget not in _BUDGETS:
+            raise ValueError(f"topic budget must be one of {list(_BUDGETS)}, got {budget!r}")
+        if not float(epochs_of_full) > 0:
+            raise ValueError(f"topic epochs_of_full must be > 0, got {epochs_of_full}")
         if init not in ("data", "uniform"):
             raise ValueError(f"topic init must be 'data' or 'uniform', got {init!r}")
         for key, value in (("n_concepts", n_concepts), ("hidden", hidden), ("top_k", top_k)):
@@ -185,7 +198,9 @@ class Topic(Interpreter):
             steps=int(steps),
             epochs=int(epochs),
             init=init,
+            **({"epochs_of_full": float(epochs_of_full)} if budget == "full_epochs" else {}),
         )
+        self.epochs_of_full = float(epochs_of_full)
         self.m = int(n_concepts)
         self.beta = float(beta)
         self.hidden = int(hidden)
@@ -198,6 +213,22 @@ class Topic(Interpreter):
         self.steps = int(steps)
         self.epochs = int(epochs)
         self.init = init
+
+    def step_count(self, n_selected: int, n_train: int) -> int:
+        """Optimizer steps of one fit under the configured budget.
+
+        Args:
+            n_selected: images the fit learns from.
+            n_train: images of the whole train split.
+
+        Returns:
+            The number of Adam steps (at least 1).
+        """
+        if self.budget == "steps":
+            return self.steps
+        if self.budget == "full_epochs":
+            return max(1, math.ceil(self.epochs_of_full * n_train / self.batch_size))
+        return self.epochs * math.ceil(n_selected / min(self.batch_size, n_selected))
 
     def _init_concepts(
         self, ctx: InterpretContext, indices: np.ndarray, d: int, gen: torch.Generator
@@ -255,7 +286,7 @@ class Topic(Interpreter):
         gen = torch.Generator().manual_seed(int(seed))
         batch = min(self.batch_size, n)
         per_epoch = math.ceil(n / batch)
-        steps = self.steps if self.budget == "steps" else self.epochs * per_epoch
+        steps = self.step_count(n, ctx.train.n)
         params = [
             self._init_concepts(ctx, indices, d, gen),
             torch.empty(self.m, self.hidden).uniform_(-0.5, 0.5, generator=gen),

@@ -121,3 +121,22 @@ def test_topic_job_writes_complete_results(make_config: Callable[..., dict[str, 
         assert 0 <= entry["accuracy"] <= 1
         assert entry["angular_distance"] is not None and 0 <= entry["angular_distance"] <= np.pi
         assert len(entry["angular_distance_per_class"]) == 10
+
+
+def test_full_epochs_budget_is_data_relative(digits_context: InterpretContext) -> None:
+    """Protects the data-relative budget: ``epochs_of_full`` passes over the whole train split, the same
+    step count for a 10 % coreset as for the full data (a per-rho epoch budget gives the coreset 10x fewer
+    steps), recorded as ``topic_budget``/``topic_steps``."""
+    ctx = digits_context
+    topic = Topic(budget="full_epochs", epochs_of_full=0.25, batch_size=64)
+    expected = math.ceil(0.25 * ctx.train.n / 64)
+    small = get_selector("random").select(ctx.train.g, ctx.train.labels, 0.1, 0)
+    assert topic.step_count(len(small), ctx.train.n) == topic.step_count(ctx.train.n, ctx.train.n) == expected
+    fit = topic.fit(ctx, small, seed=0)
+    assert fit.steps == expected
+    desc = topic.describe(fit)
+    assert desc["topic_budget"] == "full_epochs" and desc["topic_steps"] == expected
+    per_rho = Topic(budget="epochs", epochs=2, batch_size=64)
+    assert per_rho.step_count(len(small), ctx.train.n) < per_rho.step_count(ctx.train.n, ctx.train.n)
+    with pytest.raises(ValueError, match="epochs_of_full"):
+        Topic(budget="full_epochs", epochs_of_full=0)
