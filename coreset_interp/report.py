@@ -5,10 +5,15 @@ works on a partial sweep and is also run by :class:`coreset_interp.callbacks.Rep
 multirun ends. Only completed jobs contribute numbers; failed and running (or killed) jobs are listed
 with their errors.
 
-Aggregation: results are grouped by (dataset, model, selector, interpreter) and merged by rho, so a
-sweep may give each job all ratios (``ratio=paper``) or one ratio each (``ratio=p10,p20``). Repeated jobs
-of one seed (reruns) keep the newest; several seeds are averaged per rho. A Table 1 cell is the mean and
-the (population) standard deviation of Phi over the rho of ``metric.table1_percents`` (10..50 %).
+Aggregation: a series is one configuration: (dataset, model, selector, interpreter) and every other
+resolved config value that can change a number (:func:`coreset_interp.identity.result_identity`; output
+folders, logger, launcher, caches, worker counts and the seed are left out). Jobs of a series are merged
+by rho, so a sweep may give each job all ratios (``ratio=paper``) or one ratio each (``ratio=p10,p20``).
+Repeated jobs of one seed (reruns) keep the newest; several seeds are averaged per rho. Values that differ
+between series of one (dataset, model, selector, interpreter) become part of the row label, e.g.
+``moderate [metric.alpha=0]``, so a sweep over ``metric.alpha=0,1`` gives two rows, never one. A Table 1
+cell is the mean and the (population) standard deviation of Phi over the rho of ``metric.table1_percents``
+(10..50 %).
 
 Outputs (in ``<SWEEP_DIR>/report`` unless ``--out``): ``table1.md``, ``table1.csv``, ``table1.tex``,
 ``fig2_accuracy.png``, ``fig3_vebi_units.png`` (with VEBI results), ``fig4_phi.png``, ``cost.png``,
@@ -35,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from coreset_interp.identity import differing_keys, format_value, identity_key, result_identity
 from coreset_interp.viz import (
     INTERPRETER_LABELS,
     INTERPRETER_ORDER,
@@ -54,6 +60,7 @@ DEFAULT_TABLE1_PERCENTS = (10, 20, 30, 40, 50)
 # Metrics averaged per rho when several seeds (or reruns of other seeds) contribute.
 POINT_METRICS = (
     "accuracy",
+    "accuracy_true_class",
     "ablation_drop",
     "ablation_prob_drop",
     "angular_distance",
@@ -174,27 +181,39 @@ def selector_label(payload: dict[str, Any]) -> str:
 
 
 def aggregate(results: Sequence[JobResult]) -> list[Series]:
-    """Merge completed jobs into one :class:`Series` per (dataset, model, selector, interpreter).
+    """Merge completed jobs into one :class:`Series` per configuration (see the module docstring).
 
     Args:
         results: loaded results, oldest first (newer jobs of the same seed and rho replace older ones).
 
     Returns:
-        The series, in a stable order.
+        The series, in a stable order, each with its ``variant`` (the values that set it apart from the
+        other series of its (dataset, model, selector, interpreter); empty when there is none).
     """
     # key -> percent -> seed -> entry
-    raw: dict[tuple[str, str, str, str], dict[int, dict[int, dict[str, Any]]]] = {}
-    meta: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    raw: dict[tuple[str, str, str, str, str], dict[int, dict[int, dict[str, Any]]]] = {}
+    meta: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
     for res in results:
         p = res.payload
         if res.status != "completed":
             continue
-        key = (str(p.get("dataset", "?")), str(p.get("model", "?")), selector_label(p), str(p["interpreter"]))
-        seed = int((p.get("config") or {}).get("seed", 0))
+        config = p.get("config") or {}
+        key = (
+            str(p.get("dataset", "?")),
+            str(p.get("model", "?")),
+            selector_label(p),
+            str(p["interpreter"]),
+            identity_key(config),
+        )
+        seed = int(config.get("seed", 0))
         for entry in p.get("ratios") or []:
             if isinstance(entry, dict) and "percent" in entry:
                 raw.setdefault(key, {}).setdefault(int(entry["percent"]), {})[seed] = entry
-        m = meta.setdefault(key, {"full": {}, "model_accuracy": [], "null": [], "jobs": [], "vebi_full": {}})
+        m = meta.setdefault(
+            key,
+            {"full": {}, "model_accuracy": [], "null": [], "jobs": [], "vebi_full": {}},
+        )
+        m["identity"] = result_identity(config)
         m["full"].setdefault(seed, {}).update(p.get("full") or {})
         m["jobs"].append(str(res.path.parent))
         if finite_number(p.get("model_accuracy")) is not None:
@@ -205,10 +224,17 @@ def aggregate(results: Sequence[JobResult]) -> list[Series]:
         full_units = (p.get("full") or {}).get("vebi_units_per_layer")
         if isinstance(full_units, dict):
             m["vebi_full"] = full_units
+    variants = _variants({k: meta[k]["identity"] for k in meta})
     out: list[Series] = []
     for key in _sorted_keys(raw.keys() | meta.keys()):
         m = meta[key]
-        s = Series(*key, jobs=m["jobs"], full_vebi_units=dict(m["vebi_full"]))
+        s = Series(
+            *key[:4],
+            jobs=m["jobs"],
+            full_vebi_units=dict(m["vebi_full"]),
+            variant=variants[key],
+            identity=m["identity"],
+        )
         for percent, by_seed in sorted(raw.get(key, {}).items()):
             entries = list(by_seed.values())
             s.points[percent] = {
@@ -226,7 +252,7 @@ def aggregate(results: Sequence[JobResult]) -> list[Series]:
         fulls = list(m["full"].values())
         s.full = {
             k: float(np.mean(vals))
-            for k in ("accuracy", "fit_seconds")
+            for k in ("accuracy", "accuracy_true_class", "fit_seconds")
             if (vals := [v for f in fulls if (v := finite_number(f.get(k))) is not None])
         }
         s.model_accuracy = float(np.mean(m["model_accuracy"])) if m["model_accuracy"] else None
@@ -235,17 +261,34 @@ def aggregate(results: Sequence[JobResult]) -> list[Series]:
     return out
 
 
-def _sorted_keys(keys: Any) -> list[tuple[str, str, str, str]]:
+def _variants(identities: dict[tuple[str, ...], dict[str, Any]]) -> dict[tuple[str, ...], str]:
+    """Per series key, ``k=v, ...`` of the values that differ between the series sharing its (dataset,
+    model, selector, interpreter); empty for a series that is alone there."""
+    groups: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+    for key in identities:
+        groups.setdefault(key[:4], []).append(key)
+    out: dict[tuple[str, ...], str] = {}
+    for keys in groups.values():
+        differ = differing_keys(identities[k] for k in keys) if len(keys) > 1 else []
+        for k in keys:
+            ident = identities[k]
+            out[k] = ", ".join(f"{d}={format_value(ident[d]) if d in ident else '-'}" for d in differ)
+    return out
+
+
+def _sorted_keys(keys: Any) -> list[tuple[str, str, str, str, str]]:
     keys = list(keys)
     sel_order = ordered((k[2].split("<-")[0] for k in keys), SELECTOR_ORDER)
     int_order = ordered((k[3] for k in keys), INTERPRETER_ORDER)
     return sorted(
-        keys, key=lambda k: (k[0], k[1], sel_order.index(k[2].split("<-")[0]), k[2], int_order.index(k[3]))
+        keys,
+        key=lambda k: (k[0], k[1], sel_order.index(k[2].split("<-")[0]), k[2], k[4], int_order.index(k[3])),
     )
 
 
 def table1(series: Sequence[Series], percents: Sequence[int]) -> dict[tuple[str, str, str], dict[str, Cell]]:
-    """The paper's Table 1: mean +- std of Phi over the given ratios, rows = (dataset, model, selector).
+    """The paper's Table 1: mean +- std of Phi over the given ratios, rows = (dataset, model, selector
+    label), one row per distinct configuration (the label carries the series' variant).
 
     Args:
         series: aggregated series.
@@ -265,7 +308,7 @@ def table1(series: Sequence[Series], percents: Sequence[int]) -> dict[tuple[str,
             len(values),
             [p for p, _ in used],
         )
-        rows.setdefault((s.dataset, s.model, s.selector), {})[s.interpreter] = cell
+        rows.setdefault((s.dataset, s.model, s.label), {})[s.interpreter] = cell
     return rows
 
 
@@ -485,13 +528,29 @@ def build_report(
             for (d, m, s), cells in rows.items()
             for i, cell in cells.items()
         ],
+        # One entry per configuration; `identity` holds every value that can change its numbers.
+        "series": [
+            {
+                "label": s.label,
+                "dataset": s.dataset,
+                "model": s.model,
+                "selector": s.selector,
+                "interpreter": s.interpreter,
+                "variant": s.variant,
+                "percents": sorted(s.points),
+                "jobs": len(s.jobs),
+                "identity": s.identity,
+            }
+            for s in series
+        ],
         "artifacts": artifacts,
         "jobs": [_job_row(r) for r in results],
     }
     files["summary.json"] = out / "summary.json"
     files["summary.json"].write_text(json.dumps(summary, indent=1, default=str))
     files["report.html"] = out / "report.html"
-    files["report.html"].write_text(_html(sweep_dir, results, rows, percents, figures, artifacts, counts))
+    page = _html(sweep_dir, results, rows, percents, figures, artifacts, counts)
+    files["report.html"].write_text(page.replace("<h2>Artifact cache</h2>", _ice_accuracy_html(series), 1))
     report = Report(out, files, rows, counts, series)
     mode = _wandb_mode(results, wandb_mode)
     if mode != "disabled" and rows:
@@ -500,6 +559,44 @@ def build_report(
         except Exception as err:  # noqa: BLE001 - the files above are the report; W&B is extra
             log.warning("W&B table not logged: %s", err)
     return report
+
+
+def _ice_accuracy_html(series: Sequence[Series]) -> str:
+    """ICE's two accuracies per rho beside the intact model's, followed by the Artifact cache heading
+    (the page's next section); only that heading when no ICE series carries both."""
+    e = html.escape
+    rows = [s for s in series if s.interpreter == "ice" and s.curve("accuracy_true_class")[0]]
+    tail = "<h2>Artifact cache</h2>"
+    if not rows:
+        return tail
+    percents = sorted({p for s in rows for p in s.points})
+    parts = [
+        "<h2>ICE accuracy: label-free and true class</h2>",
+        "<p class='note'>Each cell: <b>accuracy</b> (label-free: each val image is reconstructed with the "
+        "components of the intact model's top-k classes and the smallest reconstruction error wins) / "
+        "<b>accuracy_true_class</b> (the image's ground-truth class's components: <b>sees the label</b>), "
+        "in %.</p>",
+        "<table><tr><th>model</th><th>series</th>"
+        + "".join(f"<th>{p} %</th>" for p in percents)
+        + "<th>full data</th><th>intact model</th></tr>",
+    ]
+
+    def pair(values: dict[str, float]) -> str:
+        a, t = values.get("accuracy"), values.get("accuracy_true_class")
+        return f"{_pct(a)} / {_pct(t)}"
+
+    for s in rows:
+        cells = "".join(f"<td class='num'>{e(pair(s.points.get(p, {})))}</td>" for p in percents)
+        parts.append(
+            f"<tr><td>{e(s.model)}</td><td>{e(s.label)}</td>{cells}<td class='num'>{e(pair(s.full))}</td>"
+            f"<td class='num'>{e(_pct(s.model_accuracy))}</td></tr>"
+        )
+    parts.append("</table>")
+    return "\n".join(parts) + "\n" + tail
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
 
 
 def _table1_percents(results: Sequence[JobResult]) -> list[int]:

@@ -55,6 +55,9 @@ class Series:
         vebi: percent -> {``units``: layer -> count, ``coverage``: layer -> value} for VEBI.
         full_vebi_units: layer -> count of the full-data VEBI fit.
         jobs: the job folders that contributed.
+        variant: ``key=value, ...`` of the config values that set this series apart from others of the
+            same (dataset, model, selector, interpreter); empty when there is none.
+        identity: every config value that can change its numbers (dotted key -> value).
     """
 
     dataset: str
@@ -68,6 +71,13 @@ class Series:
     vebi: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
     full_vebi_units: dict[str, float] = field(default_factory=dict)
     jobs: list[str] = field(default_factory=list)
+    variant: str = ""
+    identity: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The row and legend label: the selector, with the variant in brackets when there is one."""
+        return f"{self.selector} [{self.variant}]" if self.variant else self.selector
 
     def curve(self, metric: str) -> tuple[list[int], list[float]]:
         """Args:
@@ -99,19 +109,23 @@ def ordered(names: Iterable[str], order: Sequence[str]) -> list[str]:
 
 
 def _base_selector(label: str) -> str:
-    # Transfer labels look like "moderate<-resnet50": the marker follows the choosing method.
-    return label.split("<-")[0]
+    # Transfer labels look like "moderate<-resnet50", variants "moderate [metric.alpha=0]": the marker
+    # follows the choosing method.
+    return label.split(" [")[0].split("<-")[0]
 
 
 def _styles(series: Sequence[Series]) -> tuple[dict[str, str], dict[str, str]]:
+    """Colour per model and marker per series label (keyed by :attr:`Series.label`)."""
     models = ordered((s.model for s in series), ())
-    selectors = ordered((s.selector for s in series), SELECTOR_ORDER)
+    selectors = ordered((s.label for s in series), SELECTOR_ORDER)
     colors = {m: _COLORS[i % len(_COLORS)] for i, m in enumerate(models)}
     markers: dict[str, str] = {}
     extra = iter(_EXTRA_MARKERS * 4)
     for sel in selectors:
         base = _base_selector(sel)
-        markers[sel] = next(extra) if "<-" in sel or base not in SELECTOR_MARKERS else SELECTOR_MARKERS[base]
+        # Transfer coresets and variants get markers of their own: two configurations never look alike.
+        plain = "<-" not in sel and " [" not in sel and base in SELECTOR_MARKERS
+        markers[sel] = SELECTOR_MARKERS[base] if plain else next(extra)
     return colors, markers
 
 
@@ -172,16 +186,23 @@ def accuracy_figure(series: Sequence[Series], path: Path) -> Path | None:
         return None
     colors, markers = _styles([s for g in groups.values() for s in g])
     fig, axes = _panels(len(groups))
+    true_drawn = False
     for ax, (interp, group) in zip(axes, groups.items(), strict=True):
         full_drawn: set[str] = set()
         for s in group:
             xs, ys = s.curve("accuracy")
-            ax.plot(xs, [100 * y for y in ys], color=colors[s.model], marker=markers[s.selector], **_HOLLOW)
+            ax.plot(xs, [100 * y for y in ys], color=colors[s.model], marker=markers[s.label], **_HOLLOW)
+            tx, ty = s.curve("accuracy_true_class")
+            if tx:
+                # ICE's number that reads each image's label, drawn faintly beside the label-free one.
+                ax.plot(tx, [100 * y for y in ty], color=colors[s.model], lw=0.8, ls="--", alpha=0.6)
+                true_drawn = True
             if s.model not in full_drawn and s.full.get("accuracy") is not None:
                 ax.axhline(100 * s.full["accuracy"], color=colors[s.model], lw=1.8)
                 full_drawn.add(s.model)
-            if s.model_accuracy is not None and interp == "vebi":
-                # VEBI's accuracy is after ablating the relevant units: the intact model is the reference.
+            if s.model_accuracy is not None and interp in ("vebi", "ice"):
+                # VEBI's accuracy is after ablating the relevant units, ICE's reconstruction is judged
+                # against the model: the intact model is the reference.
                 ax.axhline(100 * s.model_accuracy, color=colors[s.model], lw=1, ls=":")
         _percent_axis(ax, [p for s in group for p in s.points])
         # Accuracy cannot exceed 100 %: do not let the automatic margin suggest it can.
@@ -189,8 +210,10 @@ def accuracy_figure(series: Sequence[Series], path: Path) -> Path | None:
         ax.set_title(INTERPRETER_LABELS.get(interp, interp))
         ax.set_ylabel("accuracy (%)" + (" after ablation" if interp == "vebi" else ""))
     extra = [Line2D([], [], color="0.3", lw=1.8, label="full data (100 %)")]
-    if "vebi" in groups:
+    if "vebi" in groups or "ice" in groups:
         extra.append(Line2D([], [], color="0.3", lw=1, ls=":", label="intact model"))
+    if true_drawn:
+        extra.append(Line2D([], [], color="0.3", lw=0.8, ls="--", label="ICE true class (sees the label)"))
     _legend(fig, colors, markers, extra)
     fig.suptitle("Accuracy on the relevant features vs coreset size (Fig. 2)")
     return _save(fig, path)
@@ -217,7 +240,7 @@ def phi_figure(series: Sequence[Series], path: Path) -> Path | None:
         top = 0.0
         for s in group:
             xs, ys = s.curve("angular_distance")
-            ax.plot(xs, ys, color=colors[s.model], marker=markers[s.selector], **_HOLLOW)
+            ax.plot(xs, ys, color=colors[s.model], marker=markers[s.label], **_HOLLOW)
             top = max([top, *ys])
             if s.null_phi is not None:
                 nulls[s.model] = s.null_phi
@@ -329,8 +352,8 @@ def vebi_figure(series: Sequence[Series], path: Path, percent: int | None = None
     for row, model in enumerate(models):
         ax_u, ax_c = axes[row]
         group = [s for s in vebi if s.model == model and percent in s.vebi]
-        order = ordered([x.selector for x in group], SELECTOR_ORDER)
-        group.sort(key=lambda s: order.index(s.selector))
+        order = ordered([x.label for x in group], SELECTOR_ORDER)
+        group.sort(key=lambda s: order.index(s.label))
         layers = _layer_order(group)
         x = np.arange(len(layers))
         for s in group:
@@ -338,9 +361,9 @@ def vebi_figure(series: Sequence[Series], path: Path, percent: int | None = None
             ax_u.plot(
                 x,
                 [units.get(layer, 0) for layer in layers],
-                marker=markers[s.selector],
+                marker=markers[s.label],
                 lw=1,
-                label=s.selector,
+                label=s.label,
             )
         full = next((s.full_vebi_units for s in group if s.full_vebi_units), None)
         if full:
@@ -370,7 +393,7 @@ def vebi_figure(series: Sequence[Series], path: Path, percent: int | None = None
                     color="white" if v < 60 else "black",
                 )
         ax_c.set_xticks(x, _short(layers), rotation=90, fontsize=7)
-        ax_c.set_yticks(np.arange(len(group)), [s.selector for s in group], fontsize=8)
+        ax_c.set_yticks(np.arange(len(group)), [s.label for s in group], fontsize=8)
         ax_c.set_title(f"{model}: coverage of full-data units (%), blank = no units")
         fig.colorbar(im, ax=ax_c, shrink=0.8)
     fig.suptitle("VEBI: relevant units per layer and intersection coverage (Fig. 3)")
