@@ -2,8 +2,8 @@
 
 Everything is drawn with matplotlib's object-oriented API on :class:`~matplotlib.figure.Figure` objects
 (no ``pyplot``), so no global figure registry or backend switch is involved and the functions are safe in
-worker processes. The sweep figures take :class:`Series`, one per (dataset, model, selector, interpreter),
-as built by :mod:`coreset_interp.report`.
+worker processes. The sweep figures take :class:`Series`, one per configuration (dataset, model, selector,
+interpreter and every other value that can change a number), as built by :mod:`coreset_interp.report`.
 
 Encoding (the paper's): colour = model, marker = selector, one panel per interpreter; the full-data
 reference is a solid horizontal line in the model's colour.
@@ -41,7 +41,7 @@ _HOLLOW: dict[str, Any] = {"lw": 1, "ms": 7, "mfc": "none", "mew": 1.4}
 
 @dataclass
 class Series:
-    """The aggregated results of one (dataset, model, selector, interpreter) over rho.
+    """The aggregated results of one configuration over rho (see :mod:`coreset_interp.identity`).
 
     Attributes:
         dataset: dataset name.
