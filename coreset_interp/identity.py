@@ -44,6 +44,10 @@ NON_RESULT_KEYS: tuple[str, ...] = (
     "hydra.*",
     "experiment_name",
     "progress",
+    # Job bookkeeping: skipping completed jobs on a resubmission, the running job's heartbeat.
+    "skip_completed",
+    "job_heartbeat",
+    "job_heartbeat.*",
     # Speed and memory only: worker counts, extraction batches and later extraction/planning settings.
     "num_workers",
     "batch_size",

@@ -41,6 +41,8 @@ def test_result_identity_keeps_every_value_that_can_change_a_number() -> None:
         "selection_seeds": [0, 1],
         "cache_dir": "/tmp/c",
         "cache": {"lock_timeout": 5},
+        "skip_completed": True,
+        "job_heartbeat": {"interval": "60s"},
         "logger": {"name": "wandb", "mode": "offline"},
         "hydra": {"launcher": {"n_jobs": 2}},
         "progress": False,
