@@ -454,7 +454,8 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
     sparams = {k: v for k, v in dict(cfg["selector"].get("params") or {}).items() if k != "source_model"}
     get_selector(str(cfg["selector"]["name"]), **sparams)
 
-    cache = ArtifactCache(Path(cfg["cache_dir"]))
+    cache = ArtifactCache.from_config(cfg)
+    log.info(cache.check())
     ws = build_workspace(cfg, cache)
     progress = bool(cfg.get("progress", True))
     ctx = ws.context(cfg)
