@@ -551,10 +551,21 @@ def run_job(cfg: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     Returns:
         The full result payload (``status`` tells whether it failed).
     """
+    from coreset_interp.jobstate import JobHeartbeat, code_version, completed_result
     from coreset_interp.tracking import JobFiles, make_tracker
 
     files = JobFiles(Path(job["dir"]))
-    payload: dict[str, Any] = {"status": "running", "error": None, "config": cfg, "job": _job_meta(job)}
+    code = code_version()
+    if cfg.get("skip_completed", True):
+        done = completed_result(files.result_path, cfg, code)
+        if done is not None:
+            print(f"skip: {files.folder} already completed for this config and code (result.json kept; "
+                  "skip_completed=false reruns it)", flush=True)  # fmt: skip
+            return done
+    payload: dict[str, Any] = {
+        "status": "running", "error": None, "config": cfg, "job": _job_meta(job), "code": code,
+    }  # fmt: skip
+    heartbeat = JobHeartbeat(files.write_result, payload, cfg.get("job_heartbeat"))
     files.write_result(payload)
     tracker = make_tracker(cfg["logger"])
     start = time.perf_counter()
@@ -564,8 +575,10 @@ def run_job(cfg: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
         tracker.log_ratio(entry)
 
     try:
-        tracker.start(cfg, job)
-        payload.update(run(cfg, on_ratio))
+        with heartbeat:
+            tracker.start(cfg, job)
+            payload.update(run(cfg, on_ratio))
+            payload["warnings"] = payload.get("warnings", []) + list(getattr(tracker, "warnings", []))
         payload["status"] = "completed"
     except Exception as err:  # noqa: BLE001 - every failure must end up in result.json
         import traceback
