@@ -231,3 +231,23 @@ def test_cli_with_a_file_as_cache_dir_fails_at_start(tmp_path: Path) -> None:
     want = f"error: CacheDirError: cache_dir {afile} is a file, not a folder; set cache_dir to a folder"
     assert errors == [want]
     assert json.loads((tmp_path / "job" / "result.json").read_text())["status"] == "failed"
+
+
+def test_flock_that_errors_falls_back_to_lease_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system whose flock errors (ENOLCK, as some NFS mounts answer): the start line says so, and
+    the cache locks with lease files alone (a second holder still waits, naming the first)."""
+    import errno
+
+    import coreset_interp.locks as locks
+
+    def broken(fd: object, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(locks.fcntl, "flock", broken)
+    cache = ArtifactCache(tmp_path / "c", lock_timeout=0.3)
+    line = cache.check()
+    want = "flock unavailable (No locks available); locking with lease files and heartbeats only"
+    assert line == f"cache {tmp_path / 'c'}: {want}"
+    assert cache.locking == "lease"
+    with cache.lock("fit", "k"), pytest.raises(LockTimeoutError, match=f"pid {os.getpid()}"):
+        ArtifactCache(tmp_path / "c", lock_timeout=0.3, locking="flock").lock("fit", "k").acquire()
