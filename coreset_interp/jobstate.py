@@ -95,6 +95,28 @@ def completed_result(path: Path, cfg: dict[str, Any], code: dict[str, Any]) -> d
     return payload if result_config(old) == new else None
 
 
+def skip_completed(
+    cfg: dict[str, Any], folder: Path, code: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """Skip a job already completed for this config and code (when ``skip_completed`` is on), in one line.
+
+    Args:
+        cfg: the resolved job config.
+        folder: the job's output folder.
+        code: :func:`code_version` (computed when None).
+
+    Returns:
+        The stored payload when the job is skipped (its files untouched), else None.
+    """
+    if not cfg.get("skip_completed", True):
+        return None
+    done = completed_result(Path(folder) / "result.json", cfg, code_version() if code is None else code)
+    if done is not None:
+        print(f"skip: {folder} already completed for this config and code (result.json kept; "
+              "skip_completed=false reruns it)", flush=True)  # fmt: skip
+    return done
+
+
 class JobHeartbeat:
     """Rewrites ``result.json`` with a fresh ``heartbeat`` every ``interval`` seconds while a job runs.
 

@@ -551,17 +551,13 @@ def run_job(cfg: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     Returns:
         The full result payload (``status`` tells whether it failed).
     """
-    from coreset_interp.jobstate import JobHeartbeat, code_version, completed_result
+    from coreset_interp.jobstate import JobHeartbeat, code_version, skip_completed
     from coreset_interp.tracking import JobFiles, make_tracker
 
-    files = JobFiles(Path(job["dir"]))
     code = code_version()
-    if cfg.get("skip_completed", True):
-        done = completed_result(files.result_path, cfg, code)
-        if done is not None:
-            print(f"skip: {files.folder} already completed for this config and code (result.json kept; "
-                  "skip_completed=false reruns it)", flush=True)  # fmt: skip
-            return done
+    if (done := skip_completed(cfg, Path(job["dir"]), code)) is not None:
+        return done
+    files = JobFiles(Path(job["dir"]))
     payload: dict[str, Any] = {
         "status": "running", "error": None, "config": cfg, "job": _job_meta(job), "code": code,
     }  # fmt: skip

@@ -73,10 +73,15 @@ def main(cfg: DictConfig) -> dict[str, Any]:
         except CacheDirError as err:
             job, result = _config_failure(cfg, err)
         else:
-            # Imported here so that --help and Hydra's config errors answer without loading torch.
-            from coreset_interp.pipeline import run_job
+            from coreset_interp.jobstate import skip_completed
 
-            result = run_job(resolved, job)
+            # A resubmitted sweep skips its completed jobs before loading torch.
+            result = skip_completed(resolved, job["dir"])
+            if result is None:
+                # Imported here so that --help and Hydra's config errors answer without loading torch.
+                from coreset_interp.pipeline import run_job
+
+                result = run_job(resolved, job)
     print(f"result: {job['dir'] / 'result.json'} ({result['status']})")
     # In a multirun a failed job is recorded in its result.json and the sweep goes on to the report.
     if result["status"] != "completed" and not job["multirun"]:

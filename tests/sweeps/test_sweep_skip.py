@@ -124,3 +124,22 @@ def test_killed_job_is_reported_killed(tmp_path: Path) -> None:
     assert liveness({"status": "running"}) == "running"  # from before heartbeats: cannot tell
     assert liveness({"status": "completed", "heartbeat": remote}) == "completed"
     assert sorted(r.status for r in load_results(sweep)) == ["killed", "killed"]
+
+
+def test_skipping_loads_no_torch(tmp_path: Path, make_config: Any) -> None:
+    """The resubmitted job is skipped by the command before torch is imported (cheap on a GPU allocation)."""
+    cfg = make_config([o for o in TINY if not o.startswith("hydra.")])
+    job = tmp_path / "job"
+    job.mkdir()
+    payload = {"status": "completed", "config": json.loads(json.dumps(cfg)), "code": code_version()}
+    (job / "result.json").write_text(json.dumps(payload))
+    overrides = [o for o in TINY if not o.startswith("hydra.")] + [f"cache_dir={cfg['cache_dir']}"]
+    probe = (
+        "import sys; from coreset_interp.run import main; sys.argv = ['x', *sys.argv[1:]]\n"
+        "try:\n main()\nfinally:\n print('torch loaded' if 'torch' in sys.modules else 'no torch')"
+    )
+    cmd = [sys.executable, "-c", probe, *overrides, f"hydra.run.dir={job}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"skip: {job} already completed" in proc.stdout and proc.stdout.strip().endswith("no torch")
+    assert json.loads((job / "result.json").read_text()) == payload
