@@ -5,10 +5,12 @@ where ``key`` hashes exactly the specification that determines it. A directory i
 name and renamed into place only when complete, so a job killed mid-write (even by SIGKILL) never leaves
 anything a later job would read as valid; the next job finds no final directory and rebuilds it (and
 removes the dead writer's temporary directory). A file lock per artifact makes concurrent jobs that need
-the same missing artifact compute it once while the others wait; the lock is an ``flock`` on a file next
-to the artifact, which the kernel releases when its holder dies, so a killed job never blocks a rerun.
-The cache folder must be on a file system with working ``flock`` when jobs run on several hosts (local
-disks, NFSv4, Lustre and GPFS have it).
+the same missing artifact compute it once while the others wait (:mod:`coreset_interp.locks`: an ``flock``
+where it works plus a lease file with a heartbeat, so a lock of a dead job, local or remote, is broken and a
+wait ends after ``cache.lock_timeout`` naming the holder). Finding the artifact complete at publish time
+(another host built it too) counts as success. Every artifact carries a manifest
+(:mod:`coreset_interp.manifest`) that is checked on open: a damaged artifact is rebuilt under its lock with
+one warning naming it, or names itself in an error (``cache.on_damaged``).
 """
 
 from __future__ import annotations
@@ -18,15 +20,75 @@ import json
 import os
 import pickle
 import shutil
+import socket
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
+from coreset_interp.locks import (
+    ArtifactLock,
+    LockSettings,
+    LockTimeoutError,
+    parse_duration,
+    probe_flock,
+    process_alive,
+)
+from coreset_interp.manifest import MANIFEST, verify_manifest, write_manifest
+
+__all__ = [
+    "KINDS",
+    "ArtifactCache",
+    "ArtifactRecord",
+    "CacheDirError",
+    "DamagedArtifactError",
+    "DamagedArtifactWarning",
+    "LockTimeoutError",
+    "check_cache_dir",
+    "spec_key",
+]
+
+ON_DAMAGED = ("rebuild", "error")
+
+
+class DamagedArtifactError(RuntimeError):
+    """A cached artifact fails its manifest or cannot be read, and ``cache.on_damaged=error``."""
+
+
+class DamagedArtifactWarning(UserWarning):
+    """A cached artifact was damaged and is being rebuilt."""
+
+
+class CacheDirError(ValueError):
+    """The cache folder cannot be used (a file, read-only, not creatable)."""
+
+
+def check_cache_dir(root: Path) -> Path:
+    """Fail early, in one line naming it, when the cache folder cannot hold artifacts.
+
+    Args:
+        root: the cache folder (created when missing).
+
+    Returns:
+        The folder.
+    """
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise CacheDirError(f"cache_dir {root} is a file, not a folder; set cache_dir to a folder")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-probe-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise CacheDirError(
+            f"cache_dir {root} is not writable ({err.strerror or err}); set cache_dir to a writable folder"
+        ) from err
+    return root
 
 KINDS = ("checkpoint", "activations", "unit_features", "coreset", "fit", "fit_full", "evaluation")
 
@@ -70,17 +132,66 @@ class ArtifactCache:
     Args:
         root: the cache folder (created on demand).
         lock_timeout: seconds to wait for another job computing the same artifact (-1 = forever).
+        records: uses recorded so far.
+        stale_after: seconds after which a lock holder's silent heartbeat counts as dead.
+        heartbeat: seconds between a lock holder's heartbeats.
+        on_damaged: ``rebuild`` (warn and rebuild under the lock) or ``error``.
+        locking: ``auto`` (probe whether flock works), ``flock`` or ``lease`` (lease files only).
     """
 
     root: Path
     lock_timeout: float = -1
     records: list[ArtifactRecord] = field(default_factory=list)
+    stale_after: float = 600.0
+    heartbeat: float = 30.0
+    on_damaged: str = "rebuild"
+    locking: str = "auto"
+    #: Folders verified by this instance (verification reads 2 MiB per file: once per job is enough).
+    _verified: set[Path] = field(default_factory=set, init=False, repr=False)
     # Seconds of recorded get_or_compute calls nested in each open call (innermost last), so that an
     # artifact computed while computing another is not counted twice when records are summed.
     _nested: list[float] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
+        if self.on_damaged not in ON_DAMAGED:
+            raise ValueError(f"cache.on_damaged must be one of {ON_DAMAGED}, got {self.on_damaged!r}")
+        if self.locking not in ("auto", "flock", "lease"):
+            raise ValueError(f"cache locking must be auto, flock or lease, got {self.locking!r}")
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> ArtifactCache:
+        """The cache of a job config: ``cache_dir`` and the ``cache`` block.
+
+        Args:
+            cfg: the resolved job config.
+
+        Returns:
+            The cache (not yet checked: see :meth:`check`).
+        """
+        block = dict(cfg.get("cache") or {})
+        return cls(
+            Path(cfg["cache_dir"]),
+            lock_timeout=parse_duration(block.get("lock_timeout", -1), "cache.lock_timeout"),
+            stale_after=parse_duration(block.get("stale_after", 600), "cache.stale_after"),
+            heartbeat=parse_duration(block.get("heartbeat", 30), "cache.heartbeat"),
+            on_damaged=str(block.get("on_damaged", "rebuild")),
+        )
+
+    def check(self) -> str:
+        """Check the cache folder (one-line :class:`CacheDirError` when unusable) and probe its locking.
+
+        Returns:
+            One line saying which lock this file system gets.
+        """
+        check_cache_dir(self.root)
+        works, line = probe_flock(self.root)
+        if self.locking == "auto":
+            self.locking = "flock" if works else "lease"
+        return line
+
+    def _settings(self) -> LockSettings:
+        return LockSettings(timeout=self.lock_timeout, stale_after=self.stale_after, heartbeat=self.heartbeat)
 
     def path(self, kind: str, key: str) -> Path:
         """Args:
@@ -100,23 +211,84 @@ class ArtifactCache:
         """
         return self.path(kind, key).is_dir()
 
-    @contextmanager
-    def _lock(self, kind: str, key: str) -> Iterator[None]:
+    def lock(self, kind: str, key: str) -> ArtifactLock:
+        """The lock of one artifact (for tools that must not touch an artifact a job is building).
+
+        Args:
+            kind: artifact kind.
+            key: artifact key.
+
+        Returns:
+            An unacquired lock (use it as a context manager).
+        """
         lock_dir = self.root / kind
         lock_dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(lock_dir / f".{key}.lock"), timeout=self.lock_timeout):
+        if self.locking == "auto":
+            self.locking = "flock" if probe_flock(lock_dir)[0] else "lease"
+        return ArtifactLock(lock_dir / f".{key}", self._settings(), self.locking == "flock", f"{kind}/{key}")
+
+    @contextmanager
+    def _lock(self, kind: str, key: str) -> Iterator[None]:
+        with self.lock(kind, key):
             yield
 
+    def damage(self, final: Path, validate: Callable[[Path], None] | None = None) -> str | None:
+        """What is wrong with a published artifact folder, if anything.
+
+        Args:
+            final: the artifact's folder.
+            validate: an extra reader check (raises when the content cannot be read).
+
+        Returns:
+            None when it is sound, else one phrase naming the damaged file.
+        """
+        if final in self._verified:
+            return None
+        problem = verify_manifest(final)
+        if problem is None and validate is not None:
+            try:
+                validate(final)
+            except Exception as err:  # noqa: BLE001 - any reader error means the content is damaged
+                problem = f"{final} cannot be read ({type(err).__name__}: {str(err)[:200]})"
+        if problem is None:
+            self._verified.add(final)
+        return problem
+
+    def _usable(self, final: Path, validate: Callable[[Path], None] | None, warned: list[str]) -> bool:
+        if not final.is_dir():
+            return False
+        problem = self.damage(final, validate)
+        if problem is None:
+            return True
+        if self.on_damaged == "error":
+            raise DamagedArtifactError(
+                f"damaged artifact {final}: {problem}; remove it (rm -rf {final}) or set "
+                "cache.on_damaged=rebuild to rebuild it"
+            )
+        if not warned:
+            warnings.warn(
+                f"damaged artifact {final}: {problem}; rebuilding it", DamagedArtifactWarning, stacklevel=3
+            )
+            warned.append(problem)
+        return False
+
     def get_or_compute(
-        self, kind: str, spec: dict[str, Any], compute: Callable[[Path], None], *, record: bool = True
+        self,
+        kind: str,
+        spec: dict[str, Any],
+        compute: Callable[[Path], None],
+        *,
+        record: bool = True,
+        validate: Callable[[Path], None] | None = None,
     ) -> tuple[Path, bool]:
-        """Return the artifact for ``spec``, computing it first when it is missing.
+        """Return the artifact for ``spec``, computing it first when it is missing or damaged.
 
         Args:
             kind: artifact kind (one of ``KINDS``).
             spec: the specification that determines the artifact; its hash is the key.
             compute: writes the artifact's files into the (temporary) directory it is given.
             record: add an :class:`ArtifactRecord` to ``self.records``.
+            validate: reads a published artifact and raises when it is unreadable (beyond the manifest).
 
         Returns:
             (final directory, True when this call computed it).
@@ -124,14 +296,18 @@ class ArtifactCache:
         key = spec_key(spec)
         final = self.path(kind, key)
         computed = False
+        warned: list[str] = []
         start = time.perf_counter()
         self._nested.append(0.0)
         try:
-            if not final.is_dir():
+            if not self._usable(final, validate, warned):
                 with self._lock(kind, key):
-                    # Another job may have finished it while this one waited for the lock.
-                    if not final.is_dir():
+                    # Another job may have finished (or repaired) it while this one waited for the lock.
+                    if not self._usable(final, validate, warned):
+                        if final.exists():
+                            _discard(final, key)
                         self._build(final, key, spec, compute)
+                        self._verified.add(final)
                         computed = True
         finally:
             elapsed = time.perf_counter() - start
@@ -145,16 +321,24 @@ class ArtifactCache:
     @staticmethod
     def _build(final: Path, key: str, spec: dict[str, Any], compute: Callable[[Path], None]) -> None:
         """Compute an artifact into a temporary directory and rename it into place (lock held)."""
-        # Holding the lock means no live job is writing this key: leftovers are from killed writers.
+        # Leftovers of killed writers on this host go; another host's may belong to a live job whose lock
+        # was broken (a stalled heartbeat), so they are left to `coreset-interp-cache gc`.
         for stale in final.parent.glob(f".tmp-{key}-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = final.parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+            if tmp_owner_alive(stale) is not True:
+                shutil.rmtree(stale, ignore_errors=True)
+        tmp = final.parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}-{os.getpid()}@{socket.gethostname()}"
         tmp.mkdir(parents=True)
         try:
             compute(tmp)
             (tmp / "spec.json").write_text(json.dumps(spec, sort_keys=True, indent=1, default=str))
+            write_manifest(tmp)
             _fsync_dir(tmp)
-            os.replace(tmp, final)
+            try:
+                os.replace(tmp, final)
+            except OSError:
+                # Another host built it too (its lock was broken, or flock is node-local): theirs counts.
+                if not (final / MANIFEST).is_file() or verify_manifest(final) is not None:
+                    raise
             _fsync_path(final.parent)
         finally:
             if tmp.exists():
@@ -182,11 +366,41 @@ class ArtifactCache:
             with open(tmp / "object.pkl", "wb") as fh:
                 pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
-        path, computed = self.get_or_compute(kind, spec, write, record=record)
+        def load(folder: Path) -> None:
+            # Also catches a garbage pickle in an artifact from before manifests.
+            with open(folder / "object.pkl", "rb") as fh:
+                value[:] = [pickle.load(fh)]
+
+        path, computed = self.get_or_compute(kind, spec, write, record=record, validate=load)
         if value:
             return value[0], computed
-        with open(path / "object.pkl", "rb") as fh:
-            return pickle.load(fh), computed
+        load(path)
+        return value[0], computed
+
+
+def tmp_owner_alive(tmp: Path) -> bool | None:
+    """Whether the writer of a temporary artifact folder (``.tmp-<key>-<id>-<pid>@<host>``) still runs.
+
+    Args:
+        tmp: the temporary folder.
+
+    Returns:
+        True/False for a writer on this host, True for another host's (cannot be told; assumed alive),
+        None for a folder without an owner in its name.
+    """
+    owner = tmp.name.rsplit("-", 1)[-1]
+    if "@" not in owner:
+        return None
+    pid, host = owner.split("@", 1)
+    alive = process_alive({"host": host, "pid": pid})
+    return True if alive is None else alive
+
+
+def _discard(final: Path, key: str) -> None:
+    """Move a damaged artifact out of the way (lock held): one rename, then delete it."""
+    aside = final.parent / f".damaged-{key}-{uuid.uuid4().hex[:8]}"
+    os.replace(final, aside)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -454,7 +454,8 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
     sparams = {k: v for k, v in dict(cfg["selector"].get("params") or {}).items() if k != "source_model"}
     get_selector(str(cfg["selector"]["name"]), **sparams)
 
-    cache = ArtifactCache(Path(cfg["cache_dir"]))
+    cache = ArtifactCache.from_config(cfg)
+    log.info(cache.check())
     ws = build_workspace(cfg, cache)
     progress = bool(cfg.get("progress", True))
     ctx = ws.context(cfg)
@@ -551,10 +552,17 @@ def run_job(cfg: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     Returns:
         The full result payload (``status`` tells whether it failed).
     """
+    from coreset_interp.jobstate import JobHeartbeat, code_version, skip_completed
     from coreset_interp.tracking import JobFiles, make_tracker
 
+    code = code_version()
+    if (done := skip_completed(cfg, Path(job["dir"]), code)) is not None:
+        return done
     files = JobFiles(Path(job["dir"]))
-    payload: dict[str, Any] = {"status": "running", "error": None, "config": cfg, "job": _job_meta(job)}
+    payload: dict[str, Any] = {
+        "status": "running", "error": None, "config": cfg, "job": _job_meta(job), "code": code,
+    }  # fmt: skip
+    heartbeat = JobHeartbeat(files.write_result, payload, cfg.get("job_heartbeat"))
     files.write_result(payload)
     tracker = make_tracker(cfg["logger"])
     start = time.perf_counter()
@@ -564,8 +572,10 @@ def run_job(cfg: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
         tracker.log_ratio(entry)
 
     try:
-        tracker.start(cfg, job)
-        payload.update(run(cfg, on_ratio))
+        with heartbeat:
+            tracker.start(cfg, job)
+            payload.update(run(cfg, on_ratio))
+            payload["warnings"] = payload.get("warnings", []) + list(getattr(tracker, "warnings", []))
         payload["status"] = "completed"
     except Exception as err:  # noqa: BLE001 - every failure must end up in result.json
         import traceback

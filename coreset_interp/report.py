@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from coreset_interp.identity import differing_keys, format_value, identity_key, result_identity
+from coreset_interp.jobstate import liveness
 from coreset_interp.viz import (
     INTERPRETER_LABELS,
     INTERPRETER_ORDER,
@@ -85,7 +86,7 @@ class JobResult:
 
     @property
     def status(self) -> str:
-        """``completed``, ``failed``, ``running`` (or killed), or ``unreadable``."""
+        """``completed``, ``failed``, ``running``, ``killed`` (its heartbeat stopped), or ``unreadable``."""
         return str(self.payload.get("status", "unreadable"))
 
     @property
@@ -154,6 +155,9 @@ def load_results(sweep_dir: Path, exclude: Sequence[Path] = ()) -> list[JobResul
             payload = json.loads(path.read_text())
             if not isinstance(payload, dict):
                 raise ValueError("not a JSON object")
+            # A "running" job whose heartbeat stopped (or whose pid is gone on this host) was killed.
+            if (status := liveness(payload)) != payload.get("status"):
+                payload = {**payload, "status": status}
         except (OSError, ValueError) as err:
             payload = {"status": "unreadable", "error": f"{type(err).__name__}: {err}"}
         found.append((path.stat().st_mtime, JobResult(path, payload)))
@@ -728,7 +732,7 @@ def _html(
     if bad:
         parts.append("<h2>Jobs that did not complete</h2>")
         parts.append(
-            "<p class='note'>Status <b>running</b> means the job is still running or was killed; "
+            "<p class='note'>Status <b>running</b>: the job's heartbeat is fresh; <b>killed</b>: it stopped; "
             "rerun the same command to finish the sweep (complete artifacts are reused).</p>"
         )
         parts.append("<table><tr><th>job</th><th>status</th><th>error</th><th>folder</th></tr>")

@@ -66,10 +66,22 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     else:
         cache_dir = Path(str(resolved["cache_dir"])).expanduser()
         resolved["cache_dir"] = str(cache_dir if cache_dir.is_absolute() else Path(job["cwd"]) / cache_dir)
-        # Imported here so that --help and Hydra's config errors answer without loading torch.
-        from coreset_interp.pipeline import run_job
+        from coreset_interp.cache import CacheDirError, check_cache_dir
 
-        result = run_job(resolved, job)
+        try:
+            check_cache_dir(Path(resolved["cache_dir"]))  # before loading torch: a bad folder fails at once
+        except CacheDirError as err:
+            job, result = _config_failure(cfg, err)
+        else:
+            from coreset_interp.jobstate import skip_completed
+
+            # A resubmitted sweep skips its completed jobs before loading torch.
+            result = skip_completed(resolved, job["dir"])
+            if result is None:
+                # Imported here so that --help and Hydra's config errors answer without loading torch.
+                from coreset_interp.pipeline import run_job
+
+                result = run_job(resolved, job)
     print(f"result: {job['dir'] / 'result.json'} ({result['status']})")
     # In a multirun a failed job is recorded in its result.json and the sweep goes on to the report.
     if result["status"] != "completed" and not job["multirun"]:

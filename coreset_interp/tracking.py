@@ -11,6 +11,8 @@ import json
 import logging
 import math
 import os
+import threading
+import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -77,21 +79,49 @@ def _scalars(entry: dict[str, Any], prefix: str = "") -> dict[str, float]:
     return out
 
 
+class TrackerFallbackWarning(UserWarning):
+    """The tracker could not start or finish as asked and fell back (offline, or no tracker)."""
+
+
+WANDB_MODES = ("online", "offline", "disabled")
+
+
 @TRACKERS.register("wandb")
 class WandbTracker(Tracker):
     """Weights & Biases, one run per job (offline by default).
+
+    A run that cannot start online (server unreachable, no API key) falls back to offline, one that cannot
+    start at all to no tracker, each with one :class:`TrackerFallbackWarning`: the logger never fails a job.
 
     Args:
         mode: ``offline``, ``online`` or ``disabled`` (the YAML reads ``WANDB_MODE``).
         project: W&B project.
         entity: W&B entity (None = the default).
+        init_timeout: seconds ``wandb.init`` may take before the run falls back.
+        finish_timeout: seconds ``finish`` may spend uploading (0 = until done); what is left stays on disk
+            for ``wandb sync``.
     """
 
-    def __init__(self, mode: str = "offline", project: str = "coreset_interp", entity: str | None = None):
+    def __init__(
+        self,
+        mode: str = "offline",
+        project: str = "coreset_interp",
+        entity: str | None = None,
+        init_timeout: float = 90.0,
+        finish_timeout: float = 0.0,
+    ):
         self.mode = mode
         self.project = project
         self.entity = entity
+        self.init_timeout = float(init_timeout)
+        self.finish_timeout = float(finish_timeout)
         self.run: Any = None
+        #: What fell back and why (one line each), for the job's result.json.
+        self.warnings: list[str] = []
+
+    def _fallback(self, msg: str) -> None:
+        self.warnings.append(msg)
+        warnings.warn(msg, TrackerFallbackWarning, stacklevel=3)
 
     def start(self, config: dict[str, Any], job: dict[str, Any]) -> None:
         """Open the run: group = sweep/experiment, job_type = interpreter, tags = chosen options.
@@ -103,21 +133,51 @@ class WandbTracker(Tracker):
         import wandb
 
         os.environ.setdefault("WANDB_SILENT", "true")
-        self.run = wandb.init(
-            mode=self.mode,
-            project=self.project,
-            entity=self.entity,
-            group=job.get("group"),
-            job_type=job.get("job_type"),
-            name=job.get("name"),
-            tags=[str(t)[:64] for t in job.get("tags", [])],
-            config=config,
-            dir=str(job["dir"]),
+        mode = str(self.mode)
+        valid = ", ".join(WANDB_MODES)
+        if mode not in WANDB_MODES:
+            self._fallback(
+                f"W&B mode {mode!r} (logger.mode / WANDB_MODE) is not one of {valid}: logging offline"
+            )
+            mode = "offline"
+        kwargs = {
+            "project": self.project,
+            "entity": self.entity,
+            "group": job.get("group"),
+            "job_type": job.get("job_type"),
+            "name": job.get("name"),
+            "tags": [str(t)[:64] for t in job.get("tags", [])],
+            "config": config,
+            "dir": str(job["dir"]),
             # A second job in the same process (joblib, tests) must get a run of its own.
-            reinit="finish_previous",
-        )
-        self.run.define_metric("percent")
-        self.run.define_metric("coreset/*", step_metric="percent")
+            "reinit": "finish_previous",
+        }
+        settings = {"init_timeout": self.init_timeout, "finish_timeout": self.finish_timeout}
+        try:
+            self.run = wandb.init(mode=mode, settings=wandb.Settings(**settings), **kwargs)
+        except Exception as err:  # noqa: BLE001 - a logger must never cost the job
+            cause = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            if mode == "online":
+                self._fallback(
+                    f"W&B online run could not start ({type(err).__name__}: {cause}): logging offline "
+                    f"instead (valid modes: {valid}; upload later with `wandb sync`)"
+                )
+                try:
+                    self.run = wandb.init(mode="offline", settings=wandb.Settings(**settings), **kwargs)
+                except Exception as err2:  # noqa: BLE001
+                    self._fallback(
+                        f"W&B offline run could not start either ({type(err2).__name__}: {err2}): no tracker"
+                    )
+                    self.run = None
+            else:
+                self._fallback(
+                    f"W&B {mode} run could not start ({type(err).__name__}: {cause}): no tracker for this "
+                    f"job (valid modes: {valid}); its result.json and metrics.jsonl are written as usual"
+                )
+                self.run = None
+        if self.run is not None:
+            self.run.define_metric("percent")
+            self.run.define_metric("coreset/*", step_metric="percent")
 
     def log_ratio(self, entry: dict[str, Any]) -> None:
         """Args:
@@ -155,7 +215,13 @@ class WandbTracker(Tracker):
                     {name: wandb.Image(str(path)) for name, path in images.items() if Path(path).is_file()}
                 )
         finally:
-            self.run.finish(exit_code=0 if result.get("status") == "completed" else 1)
+            try:
+                self.run.finish(exit_code=0 if result.get("status") == "completed" else 1)
+            except Exception as err:  # noqa: BLE001 - the job's own files are already written
+                self._fallback(
+                    f"W&B run could not finish ({type(err).__name__}: {str(err)[:200]}); the job's files are "
+                    "written; what was logged stays in the run folder for `wandb sync`"
+                )
             self.run = None
 
 
@@ -189,12 +255,15 @@ class JobFiles:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.result_path = self.folder / "result.json"
         self.metrics_path = self.folder / "metrics.jsonl"
+        # The job and its heartbeat thread both write result.json.
+        self._lock = threading.Lock()
 
     def write_result(self, payload: dict[str, Any]) -> None:
         """Args:
         payload: the result (written atomically).
         """
-        write_json(self.result_path, payload)
+        with self._lock:
+            write_json(self.result_path, payload)
 
     def append_metrics(self, entry: dict[str, Any]) -> None:
         """Args:

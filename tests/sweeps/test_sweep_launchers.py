@@ -237,6 +237,9 @@ def test_ray_cluster_preset_on_a_local_instance(trained_cache: Path, tmp_path: P
             "hydra/launcher=ray_cluster",
             f"hydra.launcher.ray.init.address={local_ray}",
             "hydra.launcher.ray.remote.num_cpus=1",
+            # The preset asks a GPU and 48 GiB per job; this machine's instance has neither.
+            "hydra.launcher.ray.remote.num_gpus=0",
+            "~hydra.launcher.ray.remote.memory",
         ],
         sweep,
         trained_cache,

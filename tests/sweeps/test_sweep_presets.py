@@ -98,7 +98,7 @@ def test_slurm_preset_is_a_valid_sbatch_header(tmp_path: Path, monkeypatch: pyte
     assert isinstance(params, dict)
     params.pop("_target_")
     params.pop("submitit_folder")
-    params.pop("max_num_timeout")
+    assert params.pop("max_num_timeout") == 3  # requeued on timeout (preemptions do not count)
     # The launcher passes generic (BaseQueueConf) keys through submitit's equivalence table.
     generic = set(OmegaConf.structured(BaseQueueConf).keys())
     names = slurm.SlurmExecutor._equivalence_dict()
@@ -113,6 +113,17 @@ def test_slurm_preset_is_a_valid_sbatch_header(tmp_path: Path, monkeypatch: pyte
     text = slurm._make_sbatch_string(command="python -m x", folder=tmp_path, **sbatch)
     assert "#SBATCH --partition=gpu" in text
     assert "#SBATCH --gpus-per-node=1" in text
-    assert "#SBATCH --time=240" in text
-    assert "#SBATCH --cpus-per-task=8" in text
+    assert "#SBATCH --time=480" in text
+    assert "#SBATCH --cpus-per-task=10" in text
+    assert "#SBATCH --mem=64GB" in text
+    assert "#SBATCH --requeue" in text
+    assert "#SBATCH --signal=USR2@300" in text
     assert "#SBATCH --job-name=coreset-interp" in text
+
+
+def test_ray_presets_resources() -> None:
+    """The cluster preset asks a GPU and memory per job; the local one stays CPU-only (the suite runs it)."""
+    cluster = _compose(["hydra/launcher=ray_cluster"]).hydra.launcher.ray.remote
+    assert cluster.num_gpus == 1 and cluster.memory == 48 * 1024**3 and cluster.num_cpus >= 4
+    local = _compose(["hydra/launcher=ray_local"]).hydra.launcher.ray.remote
+    assert local.get("num_gpus", 0) == 0 and local.num_cpus == 1

@@ -122,10 +122,15 @@ def test_kill_a_worker_then_rerun_matches_an_uninterrupted_sweep(trained_cache: 
     before = statuses(sweep)
     assert before.count("completed") < 4, before
     leftovers = [p.name for p in cache.glob("*/.tmp-*")]
+    finished = [p for p in sweep.glob("*/result.json") if json.loads(p.read_text())["status"] == "completed"]
+    done = {p: p.read_bytes() for p in finished}
 
     run(sweep, cache)  # the same command again
     assert statuses(sweep) == ["completed"] * 4
-    records = [r for p in sweep.glob("*/result.json") for r in json.loads(p.read_text())["artifacts"]]
+    # Completed jobs are skipped (skip_completed), their result.json untouched; the others reuse the cache.
+    assert {p: p.read_bytes() for p in done} == done
+    rerun = [p for p in sweep.glob("*/result.json") if p not in done]
+    records = [r for p in rerun for r in json.loads(p.read_text())["artifacts"]]
     assert any(r["kind"] == "fit_full" and not r["computed"] for r in records), "the full fit was not reused"
     assert not any(r["kind"] == "fit_full" and r["computed"] for r in records)
     assert not list(cache.glob("*/.tmp-*")), "a killed writer's temporary folder survived the rerun"
