@@ -6,7 +6,8 @@ that cannot: where outputs and caches go, how the job is logged, launched and pa
 progress. The seed is left out too, on purpose: jobs of one configuration that differ only in seed are the
 repetitions the report averages (mean +- std).
 
-The one list of those keys is :data:`NON_RESULT_KEYS`, next to the config (``conf/``). A new config key is
+The one list of those keys is :data:`NON_RESULT_KEYS` (plus :data:`MERGED_KEYS`, the values the report
+averages or merges on purpose), next to the config (``conf/``). A new config key is
 part of the identity unless it is classified here, so a forgotten key splits rows (visible) rather than
 merging configurations (silent). When a key is added that cannot change a number (an extraction or
 parallelism setting, a cache option), add its pattern here.
@@ -20,20 +21,9 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 #: Dotted-key patterns (``fnmatch``; ``*`` also spans dots) of resolved config values that cannot change
-#: a number of the result, or are averaged over on purpose (the seeds). A pattern names a whole subtree
-#: when it is followed by ``.*``.
+#: any number of a job's result. A pattern names a whole subtree when it is followed by ``.*``. Read by the
+#: report's series identity and by ``skip_completed`` (:mod:`coreset_interp.jobstate`).
 NON_RESULT_KEYS: tuple[str, ...] = (
-    # Repetitions the report averages over: the job's seed and (added later) the selection seeds.
-    "seed",
-    "selection_seeds",
-    "selection_seeds.*",
-    # The x axis: the report merges jobs by rho, so a sweep may give each job one ratio or all of them.
-    "ratio",
-    "ratio.*",
-    # Report layout and an extra reference, not the per-rho numbers: Table 1 is recomputed by the report
-    # from the per-rho Phi, and the null reference only adds a scale.
-    "metric.table1_percents",
-    "metric.null_reference",
     # Where outputs and artifacts go, how the job is named, logged and launched.
     "cache_dir",
     "cache",
@@ -62,6 +52,24 @@ NON_RESULT_KEYS: tuple[str, ...] = (
     "interpreter.params.gram_batch",
 )
 
+#: Values that do change a job's numbers but that the report merges on purpose: the repetitions it
+#: averages (mean +- std over seeds), the x axis (rho: a sweep may give each job one ratio or all of them),
+#: and report layout or extra references that leave the per-rho numbers alone (Table 1 is recomputed by the
+#: report from the per-rho Phi; the null reference only adds a scale). A resubmitted job with another value
+#: of these is a different job (``skip_completed`` keeps them).
+MERGED_KEYS: tuple[str, ...] = (
+    "seed",
+    "selection_seeds",
+    "selection_seeds.*",
+    "ratio",
+    "ratio.*",
+    "metric.table1_percents",
+    "metric.null_reference",
+)
+
+#: What the report's series identity leaves out.
+SERIES_EXCLUDED: tuple[str, ...] = NON_RESULT_KEYS + MERGED_KEYS
+
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Args:
@@ -81,10 +89,10 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def can_change_a_number(key: str, patterns: Iterable[str] = NON_RESULT_KEYS) -> bool:
+def can_change_a_number(key: str, patterns: Iterable[str] = SERIES_EXCLUDED) -> bool:
     """Args:
         key: a dotted config key, e.g. ``metric.alpha``.
-        patterns: the keys that cannot (default :data:`NON_RESULT_KEYS`).
+        patterns: the keys that cannot (default :data:`SERIES_EXCLUDED`, the report's view).
 
     Returns:
         False when ``key`` matches one of the patterns.
@@ -99,7 +107,7 @@ def result_identity(config: Mapping[str, Any]) -> dict[str, Any]:
         config: the resolved job config (result.json's ``config``).
 
     Returns:
-        Dotted key -> value, sorted by key, without the keys of :data:`NON_RESULT_KEYS`.
+        Dotted key -> value, sorted by key, without the keys of :data:`SERIES_EXCLUDED`.
     """
     flat = flatten(config)
     return {k: flat[k] for k in sorted(flat) if can_change_a_number(k)}

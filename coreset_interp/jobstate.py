@@ -14,13 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from coreset_interp import __version__
+from coreset_interp.identity import NON_RESULT_KEYS, can_change_a_number, flatten
 from coreset_interp.locks import job_id, parse_duration, process_alive, process_start
-
-#: Top-level config keys that cannot change a job's results (how it runs, logs and caches): a completed job
-#: whose config differs only in these is skipped on resubmission.
-NON_RESULT_KEYS = (
-    "progress", "logger", "cache_dir", "cache", "skip_completed", "job_heartbeat", "num_workers",
-)  # fmt: skip
 
 
 def code_version(repo: Path | None = None) -> dict[str, Any]:
@@ -60,9 +55,11 @@ def result_config(cfg: dict[str, Any]) -> dict[str, Any]:
         cfg: the resolved job config.
 
     Returns:
-        ``cfg`` without :data:`NON_RESULT_KEYS`.
+        ``cfg`` flattened to dotted keys, without :data:`coreset_interp.identity.NON_RESULT_KEYS` (the one
+        list of what cannot change a number).
     """
-    return {k: v for k, v in cfg.items() if k not in NON_RESULT_KEYS}
+    flat = flatten(cfg)
+    return {k: flat[k] for k in sorted(flat) if can_change_a_number(k, NON_RESULT_KEYS)}
 
 
 def completed_result(path: Path, cfg: dict[str, Any], code: dict[str, Any]) -> dict[str, Any] | None:

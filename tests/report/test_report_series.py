@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from coreset_interp.identity import NON_RESULT_KEYS, can_change_a_number, result_identity
+from coreset_interp.identity import NON_RESULT_KEYS, SERIES_EXCLUDED, can_change_a_number, result_identity
 from coreset_interp.report import build_report
 from coreset_interp.viz import _styles
 from tests.report.test_report_tables import PHI, payload, write_job
@@ -74,7 +74,7 @@ def test_result_identity_keeps_every_value_that_can_change_a_number() -> None:
         "selector.params.k": 5,
     }
     assert not can_change_a_number("parallel.n_jobs") and can_change_a_number("model.train.seed")
-    assert "seed" in NON_RESULT_KEYS and "cache.*" in NON_RESULT_KEYS
+    assert "seed" in SERIES_EXCLUDED and "seed" not in NON_RESULT_KEYS and "cache.*" in NON_RESULT_KEYS
 
 
 def test_sweep_over_alpha_gives_one_row_per_configuration(tmp_path: Path) -> None:

@@ -68,6 +68,9 @@ def test_skip_needs_the_same_result_config_and_code(tmp_path: Path, make_config:
     assert completed_result(path, cfg, code) == payload
     assert completed_result(path, {**cfg, "progress": True, "logger": {"name": "wandb"}}, code) == payload
     assert completed_result(path, {**cfg, "seed": 107}, code) is None
+    # Values the report merges on purpose (rho, seeds) still make another job.
+    assert completed_result(path, {**cfg, "ratio": {"percents": [77]}}, code) is None
+    assert completed_result(path, {**cfg, "batch_size": 7}, code) == payload
     other = {**cfg, "interpreter": {**cfg["interpreter"], "name": "topic"}}
     assert completed_result(path, other, code) is None
     assert completed_result(path, cfg, {**code, "commit": "0" * 40}) is None
