@@ -28,7 +28,18 @@ from typing import Any
 
 from filelock import FileLock
 
-KINDS = ("checkpoint", "activations", "unit_features", "coreset", "fit", "fit_full", "evaluation")
+KINDS = (
+    "checkpoint",
+    "activations",
+    "unit_features",
+    "coreset",
+    "fit",
+    "fit_full",
+    "evaluation",
+    # Reality checks (coreset_interp.reality), one per model x interpreter.
+    "noise_floor",
+    "cascade",
+)
 
 
 def spec_key(spec: dict[str, Any]) -> str:

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from coreset_interp.report_extras import report_extras
 from coreset_interp.viz import (
     INTERPRETER_LABELS,
     INTERPRETER_ORDER,
@@ -47,6 +48,7 @@ from coreset_interp.viz import (
     phi_figure,
     vebi_figure,
 )
+from coreset_interp.viz_reality import series_bands
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,8 @@ POINT_METRICS = (
     "select_seconds",
     "speedup",
     "n_selected",
+    "angular_distance_std",
+    "phi_normalised",
 )
 
 
@@ -197,6 +201,7 @@ def aggregate(results: Sequence[JobResult]) -> list[Series]:
         m = meta.setdefault(key, {"full": {}, "model_accuracy": [], "null": [], "jobs": [], "vebi_full": {}})
         m["full"].setdefault(seed, {}).update(p.get("full") or {})
         m["jobs"].append(str(res.path.parent))
+        m.setdefault("payloads", []).append(p)
         if finite_number(p.get("model_accuracy")) is not None:
             m["model_accuracy"].append(float(p["model_accuracy"]))
         null = p.get("null_reference") or {}
@@ -231,6 +236,7 @@ def aggregate(results: Sequence[JobResult]) -> list[Series]:
         }
         s.model_accuracy = float(np.mean(m["model_accuracy"])) if m["model_accuracy"] else None
         s.null_phi = float(np.mean(m["null"])) if m["null"] else None
+        s.reality = series_bands(m["payloads"])
         out.append(s)
     return out
 
@@ -474,6 +480,10 @@ def build_report(
             files[name] = path
         elif (out / name).exists():
             (out / name).unlink()  # a stale figure from an earlier report would contradict this one
+    extra = report_extras(results, series, percents, out)
+    for name, _, path in extra.figures:
+        figures[name] = path
+        files[name] = path
     artifacts = artifact_summary(results)
     summary = {
         "sweep_dir": str(sweep_dir),
@@ -487,11 +497,14 @@ def build_report(
         ],
         "artifacts": artifacts,
         "jobs": [_job_row(r) for r in results],
+        **extra.summary,
     }
     files["summary.json"] = out / "summary.json"
     files["summary.json"].write_text(json.dumps(summary, indent=1, default=str))
     files["report.html"] = out / "report.html"
-    files["report.html"].write_text(_html(sweep_dir, results, rows, percents, figures, artifacts, counts))
+    files["report.html"].write_text(
+        _html(sweep_dir, results, rows, percents, figures, artifacts, counts, extra.html)
+    )
     report = Report(out, files, rows, counts, series)
     mode = _wandb_mode(results, wandb_mode)
     if mode != "disabled" and rows:
@@ -616,6 +629,7 @@ def _html(
     figures: dict[str, Path | None],
     artifacts: dict[str, Any],
     counts: dict[str, int],
+    extra_html: str = "",
 ) -> str:
     e = html.escape
     parts = [
@@ -679,6 +693,7 @@ def _html(
             continue
         data = base64.b64encode(Path(path).read_bytes()).decode()
         parts.append(f"<h2>{e(title)}</h2><img alt='{e(name)}' src='data:image/png;base64,{data}'>")
+    parts.append(extra_html)
     parts.append("<h2>Artifact cache</h2>")
     parts.append(
         "<p class='note'>From the <code>artifacts</code> records of each result.json: how many "
