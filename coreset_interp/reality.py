@@ -178,7 +178,13 @@ def cascade_model(
     """
     mcfg = dict(cfg["model"])
     model, _ = load_model(mcfg, ws.dataset, ws.cache, ws.device, progress=False)
-    stages = cascade_stages(model)[:step]
+    every = cascade_stages(model)
+    stages = every[:step]
+    if step >= len(every):
+        # Everything re-initialised from the null's seed is the null model: share its cached activations.
+        rcfg = {**mcfg, "weights": "random", "train": {**dict(mcfg["train"]), "seed": seed}}
+        null, _ = load_model(rcfg, ws.dataset, ws.cache, ws.device, progress=False)
+        return null, model_spec(rcfg, ws.dataset), [label for label, _ in every]
     prefixes = [p for _, ps in stages for p in ps]
     fresh = build_architecture(str(mcfg["arch"]), ws.dataset.num_classes, str(mcfg["stem"]), seed)
     state = model.model.state_dict()

@@ -103,6 +103,7 @@ def _cascade_rows(payloads: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         seen.add(key)
         labels, values = cascade_curve(p)
         null = (p.get("null_reference") or {}).get("angular_distance")
+        floor = (p.get("noise_floor") or {}).get("angular_distance")
         out.append(
             {
                 "model": p.get("model"),
@@ -110,6 +111,7 @@ def _cascade_rows(payloads: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "steps": [s.replace("\n", " ") for s in labels],
                 "phi": values,
                 "null": null,
+                "floor": floor,
             }
         )
     return out
@@ -125,16 +127,15 @@ def _cascade_html(rows: Sequence[dict[str, Any]]) -> str:
         "<h2>Cascading randomisation</h2>",
         "<p class='note'>Phi between the trained model's full-data interpretation and that of the same "
         "model with its head, then also its last conv stages re-initialised (cumulative, top down; the "
-        "first column is the trained model's noise floor, the last step re-initialises everything, which "
-        "is the null model).</p>",
+        "last step re-initialises everything, which is the null model).</p>",
     ]
     for r in rows:
         label = INTERPRETER_LABELS.get(str(r["interpreter"]), str(r["interpreter"]))
         parts.append(
             f"<p><b>{e(str(r['model']))} / {e(label)}</b></p><table><tr>"
             + "".join(f"<th>{e(s)}</th>" for s in r["steps"])
-            + "<th>null</th></tr><tr>"
+            + "<th>noise floor</th><th>null</th></tr><tr>"
             + "".join(f"<td class='num'>{num(v)}</td>" for v in r["phi"])
-            + f"<td class='num'>{num(r['null'])}</td></tr></table>"
+            + f"<td class='num'>{num(r['floor'])}</td><td class='num'>{num(r['null'])}</td></tr></table>"
         )
     return "\n".join(parts)

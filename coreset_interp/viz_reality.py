@@ -96,20 +96,19 @@ def seed_band(ax: Any, s: Series, color: str) -> None:
 
 def cascade_curve(payload: dict[str, Any]) -> tuple[list[str], list[float | None]]:
     """Args:
-        payload: a result.json with ``cascade`` (and ``noise_floor``).
+        payload: a result.json with ``cascade``.
 
     Returns:
-        (x labels, Phi): the trained model (its noise floor, None when not computed), then each step.
+        (x labels, Phi) per step: ``+head``, ``+layer4``, ... (cumulative re-initialisation).
     """
     steps = (payload.get("cascade") or {}).get("steps") or []
-    floor = reference_summary(payload.get("noise_floor"))
-    labels = ["trained\n(floor)"] + ["+" + str(st["reinit"][-1]) for st in steps]
-    values = [floor["mean"] if floor else None] + [finite_number(st.get("angular_distance")) for st in steps]
-    return labels, values
+    labels = ["+" + str(st["reinit"][-1]) for st in steps]
+    return labels, [finite_number(st.get("angular_distance")) for st in steps]
 
 
 def cascade_figure(payloads: Sequence[dict[str, Any]], path: Path) -> Path | None:
-    """The cascading-randomisation curves (one per model x interpreter) with each null reference.
+    """The cascading-randomisation curves (one per model x interpreter) over the noise floor (band) and
+    the null reference (dashed).
 
     Args:
         payloads: completed results with a ``cascade`` entry.
@@ -125,27 +124,32 @@ def cascade_figure(payloads: Sequence[dict[str, Any]], path: Path) -> Path | Non
     ax = fig.subplots()
     seen: set[tuple[str, str]] = set()
     labels: list[str] = []
-    for k, p in enumerate(payloads):
+    for p in payloads:
         key = (str(p.get("model")), str(p.get("interpreter")))
         if key in seen:
             continue
+        color = f"C{len(seen) % 10}"
         seen.add(key)
         labels, values = cascade_curve(p)
-        color = f"C{k % 10}"
-        x = np.arange(len(values))
+        x = np.arange(1, len(values) + 1)
         y = np.asarray([np.nan if v is None else v for v in values])
         name = f"{key[0]} / {INTERPRETER_LABELS.get(key[1], key[1])}"
         ax.plot(x, y, marker="o", color=color, label=name)
+        floor = reference_summary(p.get("noise_floor"))
+        if floor:
+            lo, hi = max(floor["mean"] - floor["se"], 0.0), floor["mean"] + floor["se"]
+            ax.axhspan(lo, max(hi, lo + 1e-3), color=color, alpha=0.15, lw=0, zorder=0)
+            ax.axhline(floor["mean"], color=color, ls=":", lw=1, label=f"{name}: noise floor (± s.e.)")
         null = reference_summary(p.get("null_reference"))
         if null:
             ax.axhline(null["mean"], color=color, ls="--", lw=1, label=f"{name}: null (random weights)")
-    ax.set_xticks(np.arange(len(labels)), labels, fontsize=8)
+    ax.set_xticks(np.arange(1, len(labels) + 1), labels, fontsize=8)
     ax.set_xlabel("re-initialised from the top down (cumulative)")
     ax.set_ylabel("Phi vs trained full-data fit (rad)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
-    fig.suptitle("Cascading randomisation: from the noise floor to the null")
+    fig.suptitle("Cascading randomisation: Phi as more of the model is re-initialised")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)
     return path

@@ -1,0 +1,170 @@
+"""Heatmaps (SPEC 4b): the numbers before colouring, the image choice, VEBI's differing units, the files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from coreset_interp.heatmaps import (
+    JobHeatmaps,
+    UnitPanel,
+    VizConfig,
+    bilinear,
+    choose_images,
+    differing_units,
+    fit_heatmaps,
+    load_heatmaps,
+    save_heatmaps,
+    top_k_heatmap,
+)
+from coreset_interp.interpreters.vebi import VEBIFit
+from coreset_interp.interpreters.vebi_units import UnitLayer
+
+
+def test_top_k_heatmap_known_maps() -> None:
+    # Five 2x2 maps with sums 4, 40, 8, 36, 20: the top 3 are channels 1, 3, 4.
+    z = np.zeros((5, 2, 2), dtype=np.float32)
+    z[0] = 1.0
+    z[1] = [[10, 0], [0, 30]]
+    z[2] = [[2, 2], [2, 2]]
+    z[3] = [[0, 20], [16, 0]]
+    z[4] = [[5, 5], [5, 5]]
+    h, chosen = top_k_heatmap([z], k=3)
+    assert chosen == [(0, 1), (0, 3), (0, 4)]
+    np.testing.assert_array_equal(h, [[10, 20], [16, 30]])
+    # k = 1 is the best map itself; k larger than d' takes all maps.
+    np.testing.assert_array_equal(top_k_heatmap([z], k=1)[0], z[1])
+    np.testing.assert_array_equal(top_k_heatmap([z], k=99)[0], z.max(axis=0))
+
+
+def test_top_k_heatmap_mixed_resolutions() -> None:
+    # VEBI-style: a 1x1 layer with a large sum and a 2x2 layer; the 1x1 map is brought to 2x2 (constant).
+    a = np.full((1, 1, 1), 9.0, dtype=np.float32)
+    b = np.asarray([[[1, 2], [3, 12]], [[0, 0], [0, 1]]], dtype=np.float32)
+    h, chosen = top_k_heatmap([a, b], k=2)
+    assert chosen == [(1, 0), (0, 0)]
+    np.testing.assert_array_equal(h, [[9, 9], [9, 12]])
+
+
+def test_bilinear_resize() -> None:
+    const = np.full((2, 2), 3.0)
+    np.testing.assert_allclose(bilinear(const, (32, 32)), 3.0)
+    ramp = np.asarray([[0.0, 1.0], [0.0, 1.0]])
+    up = bilinear(ramp, (4, 4))
+    # align_corners=False: the outer quarter-pixels keep the end values, the middle interpolates.
+    np.testing.assert_allclose(up[0], [0.0, 0.25, 0.75, 1.0])
+
+
+class _HandMade:
+    """An interpreter stand-in whose per-image maps are given (fit_heatmaps only calls image_maps)."""
+
+    def __init__(self, maps: list[list[np.ndarray]]) -> None:
+        self._maps = maps
+
+    def image_maps(self, fit: object, ctx: object, indices: np.ndarray) -> list[list[np.ndarray]]:
+        return [self._maps[int(i)] for i in indices]
+
+
+def test_fit_heatmaps_per_image() -> None:
+    rng = np.random.default_rng(0)
+    maps = [[rng.random((6, 3, 3)).astype(np.float32)] for _ in range(4)]
+    out = fit_heatmaps(_HandMade(maps), None, None, np.asarray([2, 0]), k=2)  # type: ignore[arg-type]
+    assert out.shape == (2, 3, 3)
+    for row, i in enumerate([2, 0]):
+        z = maps[i][0]
+        best = np.argsort(-z.reshape(6, -1).sum(1), kind="stable")[:2]
+        np.testing.assert_allclose(out[row], z[best].max(axis=0))
+
+
+def test_choose_images_seeded_and_per_class() -> None:
+    labels = np.repeat(np.arange(5), 7)
+    a = choose_images(labels, 3, 2, seed=0)
+    assert len(a) == 6
+    assert np.array_equal(a, choose_images(labels, 3, 2, seed=0))
+    classes = labels[a]
+    assert len(set(classes.tolist())) == 3 and all(np.sum(classes == c) == 2 for c in set(classes.tolist()))
+    b = choose_images(labels, [4, 1], 3, seed=1)
+    assert labels[b].tolist() == [1, 1, 1, 4, 4, 4]
+    with pytest.raises(ValueError, match="heatmap_classes"):
+        choose_images(labels, [7], 2, seed=0)
+
+
+def test_viz_config_rejects_unknown_keys() -> None:
+    assert VizConfig.from_cfg({"viz": {"heatmap_k": 5}}).heatmap_k == 5
+    with pytest.raises(ValueError, match="heatmap_kk"):
+        VizConfig.from_cfg({"viz": {"heatmap_kk": 5}})
+
+
+def _vebi_fit(units: dict[int, list[int]]) -> VEBIFit:
+    layers = [UnitLayer(0, "relu", 4, 8, 8, 0), UnitLayer(1, "layer1.0.relu", 6, 4, 4, 4)]
+    return VEBIFit(
+        layers,
+        {c: np.asarray(u, dtype=np.int64) for c, u in units.items()},
+        {c: np.linspace(1.0, 0.5, len(u)) * (c + 1) for c, u in units.items()},
+        {c: False for c in units},
+        1.0,
+        0,
+        10,
+    )
+
+
+def test_differing_units_exactly_coreset_minus_full() -> None:
+    full = _vebi_fit({0: [1, 5, 7], 1: [2], 2: []})
+    core = _vebi_fit({0: [5, 9, 1], 1: [2, 1, 8], 2: [3]})
+    got = differing_units(full, core)
+    # Per class: unit 9 (class 0), units 1 and 8 (class 1: unit 1 is class 0's in the full fit, not 1's),
+    # unit 3 (class 2); shared units (0: 5, 1; 1: 2) are out.
+    assert sorted((c, u) for c, u, _ in got) == [(0, 9), (1, 1), (1, 8), (2, 3)]
+    weights = [w for _, _, w in got]
+    assert weights == sorted(weights, reverse=True)
+    assert differing_units(core, core) == []
+    # Layer (L) and filter (F) labels of unit 9: call 1, channel 5.
+    calls, channels = core.unit_positions(np.asarray([9]))
+    assert (int(calls[0]), int(channels[0])) == (1, 5)
+
+
+def test_save_load_roundtrip_and_report_grid(tmp_path: Path) -> None:
+    from coreset_interp.viz_heatmaps import report_heatmap_figures
+
+    rng = np.random.default_rng(1)
+    idx = np.asarray([3, 8])
+    images = {i: rng.integers(0, 255, (16, 16, 3), dtype=np.uint8) for i in (3, 8, 11)}
+    panel = UnitPanel(1, 9, 1, 5, "1:layer1.0.relu", 0.7, np.asarray([11, 3]), rng.random((2, 4, 4)))
+    dirs = []
+    for sel in ("random", "moderate"):
+        data = JobHeatmaps(
+            {
+                "dataset": "d",
+                "model": "m",
+                "selector": sel,
+                "interpreter": "vebi",
+                "k": 3,
+                "percents": [10, 50],
+                "labels": [0, 1],
+            },
+            idx,
+            rng.random((2, 2, 2)).astype(np.float32),
+            {10: rng.random((2, 2, 2)).astype(np.float32), 50: rng.random((2, 2, 2)).astype(np.float32)},
+            images,
+            {10: [panel]} if sel == "random" else {10: []},
+        )
+        path = save_heatmaps(data, tmp_path / sel)
+        dirs.append(tmp_path / sel)
+        back = load_heatmaps(path)
+        np.testing.assert_allclose(back.per_percent[10], data.per_percent[10], atol=1e-3)
+        assert back.full.dtype == np.float32 and np.load(path)["full"].dtype == np.float16
+        assert set(back.images) == {3, 8, 11}
+        if sel == "random":
+            (u,) = back.vebi[10]
+            assert (u.cls, u.unit, u.layer, u.filter) == (1, 9, 1, 5)
+            assert (
+                json.loads(str(np.load(path)["meta"]))["vebi_units"]["10"][0]["layer_key"] == panel.layer_key
+            )
+    figs = report_heatmap_figures(dirs, tmp_path / "report", None)
+    names = [n for n, _, _ in figs]
+    assert names == ["heatmaps_vebi_d_m.png", "fig8_vebi_new_units_d_m.png"]
+    assert all(p.is_file() for _, _, p in figs)
+    assert "rho = 10 %" in figs[0][1]
