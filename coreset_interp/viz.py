@@ -246,6 +246,7 @@ def phi_figure(series: Sequence[Series], path: Path) -> Path | None:
     extra = extra if null_drawn else []
     if any(s.reality.get("floor") for g in groups.values() for s in g):
         extra.append(Patch(color="0.3", alpha=0.25, label="noise floor (± s.e. over classes)"))
+        extra.append(Patch(color="0.3", alpha=0.15, hatch="//", label="null band (± s.e.)"))
     _legend(fig, colors, markers, extra)
     fig.suptitle("Similarity of coreset and full-data relevant features, lower = closer (Fig. 4)")
     return _save(fig, path)

@@ -46,7 +46,8 @@ def reference_summary(ref: dict[str, Any] | None) -> dict[str, float] | None:
 
 
 def reference_bands(ax: Any, group: Sequence[Series], colors: dict[str, str], top: float) -> float:
-    """Draw each model's floor band (always) and null band (when near the curves) on a Fig. 4 panel.
+    """Draw each model's floor band and null band behind the curves of a Fig. 4 panel (the y axis then
+    spans the whole scale from 0 to the null, the scale a Phi is read on).
 
     Args:
         ax: the panel.
@@ -70,7 +71,7 @@ def reference_bands(ax: Any, group: Sequence[Series], colors: dict[str, str], to
             ax.axhline(floor["mean"], color=colors[s.model], lw=0.8, ls=":", zorder=0)
             top = max(top, hi)
         null = bands.get("null")
-        if null and null["mean"] <= 1.5 * max(top, 1e-9):
+        if null:
             lo, hi = null["mean"] - null["se"], null["mean"] + null["se"]
             ax.axhspan(lo, max(hi, lo + 1e-3), color=colors[s.model], alpha=0.1, lw=0, zorder=0, hatch="//")
             top = max(top, hi)

@@ -168,3 +168,86 @@ def test_save_load_roundtrip_and_report_grid(tmp_path: Path) -> None:
     assert names == ["heatmaps_vebi_d_m.png", "fig8_vebi_new_units_d_m.png"]
     assert all(p.is_file() for _, _, p in figs)
     assert "rho = 10 %" in figs[0][1]
+
+
+def test_report_shows_reality_sections(tmp_path: Path) -> None:
+    """The report adds the companion table (phi_normalised), the cascade and the floor band to Fig. 4."""
+    from coreset_interp.report import aggregate, build_report, load_results
+
+    sweep = tmp_path / "sweep"
+    floor = {"angular_distance": 0.1, "angular_distance_per_class": {"0": 0.08, "1": 0.12}}
+    null = {"angular_distance": 0.5, "angular_distance_per_class": {"0": 0.5, "1": 0.5}}
+    for j, sel in enumerate(("random", "moderate")):
+        ratios = [
+            {
+                "ratio": p / 100,
+                "percent": p,
+                "accuracy": 0.9,
+                "angular_distance": phi,
+                "angular_distance_std": 0.02 if sel == "random" else 0.0,
+                "phi_normalised": (phi - 0.1) / 0.4,
+                "angular_distance_per_class": {"0": phi, "1": phi},
+                "fit_seconds": 1.0,
+            }
+            for p, phi in ((10, 0.3), (50, 0.2))
+        ]
+        payload = {
+            "status": "completed",
+            "config": {"seed": 0, "selector": {"name": sel}, "logger": {"name": "none"}},
+            "model": "resnet18",
+            "dataset": "digits",
+            "selector": sel,
+            "interpreter": "ice",
+            "ratios": ratios,
+            "full": {"accuracy": 0.95, "fit_seconds": 3.0},
+            "null_reference": null,
+            "noise_floor": floor,
+            "cascade": {
+                "steps": [
+                    {"step": 1, "reinit": ["head"], "angular_distance": 0.0},
+                    {"step": 2, "reinit": ["head", "layer4"], "angular_distance": 0.4},
+                ]
+            },
+        }
+        (sweep / str(j)).mkdir(parents=True)
+        (sweep / str(j) / "result.json").write_text(json.dumps(payload))
+    series = aggregate(load_results(sweep))
+    assert series[0].reality["floor"]["mean"] == pytest.approx(0.1)
+    assert series[0].reality["floor"]["se"] == pytest.approx(np.std([0.08, 0.12]) / np.sqrt(2))
+    report = build_report(sweep, wandb_mode="disabled")
+    page = (report.out / "report.html").read_text()
+    assert "Table 1 companion" in page and "phi_normalised = (Phi - floor) / (null - floor)" in page
+    # Table 1's mean over rho 10 and 50 of phi_normalised: (0.5 + 0.25) / 2.
+    assert "0.375" in page
+    assert "Cascading randomisation" in page and "+layer4" in page
+    assert (report.out / "cascade.png").is_file() and (report.out / "fig4_phi.png").is_file()
+    summary = json.loads((report.out / "summary.json").read_text())
+    assert summary["cascade"][0]["phi"] == [0.0, 0.4]
+
+
+def test_display_images_undo_normalisation(tmp_path: Path) -> None:
+    """ImageFolder (ImageNet normalisation) comes back as the solid colour at the crop size; digits as the
+    raw pixels scaled to 0..255 (a positive affine normalisation undone by min-max)."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from coreset_interp.data.digits import DigitsDataset
+    from coreset_interp.data.imagefolder import ImageFolderDataset
+    from coreset_interp.heatmaps import display_images
+
+    colours = {"ant": (255, 0, 0), "bee": (30, 200, 90)}
+    for split in ("train", "val"):
+        for name, colour in colours.items():
+            (tmp_path / split / name).mkdir(parents=True)
+            Image.new("RGB", (40, 30), colour).save(tmp_path / split / name / "a.png")
+    ds = ImageFolderDataset(root=str(tmp_path), image_size=16, resize=20)
+    pics = display_images(ds, np.asarray([0, 1]))
+    assert pics.shape == (2, 16, 16, 3) and pics.dtype == np.uint8
+    np.testing.assert_allclose(pics[1].reshape(-1, 3), np.tile([30, 200, 90], (256, 1)), atol=1)
+    digits = DigitsDataset(image_size=8)
+    pic = display_images(digits, np.asarray([0]))[0]
+    # At 8x8 the bilinear resize is the identity: the source pixels (0..16) scaled to 0..255.
+    raw = load_digits().images[digits._index["val"][0]]
+    expected = (raw - raw.min()) / (raw.max() - raw.min()) * 255
+    np.testing.assert_allclose(pic[..., 0], expected, atol=1)
+    assert np.array_equal(pic[..., 0], pic[..., 2])
