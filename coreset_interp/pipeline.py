@@ -521,7 +521,7 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
     null = (
         null_reference(ws, cfg, interp, ctx, comparer, seed) if cfg["metric"].get("null_reference") else None
     )
-    floor = reality.noise_floor(cfg, interp, ctx, seed, alpha)
+    floor = reality.noise_floor(cfg, interp, ctx, seed, alpha, comparer)
     cascade = reality.cascade(ws, cfg, interp, ctx, comparer, seed, alpha)
     reality.normalise(entries, floor, null)
     try:

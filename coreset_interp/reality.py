@@ -39,7 +39,7 @@ from coreset_interp.models import ModelAdapter, build_architecture, load_model, 
 log = logging.getLogger(__name__)
 
 # Bumped when what the floor or the cascade computes changes (their cached results are keyed by it).
-REALITY_VERSION = 1
+REALITY_VERSION = 2
 
 
 def bootstrap_indices(labels: np.ndarray, seed: int, draw: int) -> np.ndarray:
@@ -67,7 +67,12 @@ def _summary(per_class: dict[int, Any]) -> dict[str, Any]:
 
 
 def noise_floor(
-    cfg: dict[str, Any], interp: Interpreter, ctx: InterpretContext, seed: int, alpha: float
+    cfg: dict[str, Any],
+    interp: Interpreter,
+    ctx: InterpretContext,
+    seed: int,
+    alpha: float,
+    comparer: Any | None = None,
 ) -> dict[str, Any] | None:
     """Phi between fits on bootstrap resamples of the full train split (cached per model x interpreter).
 
@@ -77,11 +82,14 @@ def noise_floor(
         ctx: the trained model's context.
         seed: interpretation seed (resample b is fitted with seed + 1 + b).
         alpha: partial-whitening alpha.
+        comparer: the :class:`~coreset_interp.pipeline.PhiComparer` of the full-data fit, to also report
+            how far each resample's fit is from it (``vs_full``); None = not reported.
 
     Returns:
         ``angular_distance`` (mean over pairs of the class mean), ``angular_distance_per_class`` (mean
-        over pairs), ``pairs`` (each pair's mean), ``std_over_pairs``, ``resamples``, ``missing``; None
-        when ``metric.floor`` is false.
+        over pairs), ``pairs`` (each pair's mean), ``std_over_pairs``, ``resamples``, ``missing``, and
+        ``vs_full`` (Phi between the full-data fit and each resample's fit: a bootstrap fit is one noisy
+        copy, a pair two, so ``vs_full`` is the smaller); None when ``metric.floor`` is false.
     """
     from coreset_interp.pipeline import ConfigError, PhiComparer, fit_interpreter
 
@@ -99,6 +107,7 @@ def noise_floor(
         "val": ctx.val.path.name,
         "alpha": alpha,
         "resamples": resamples,
+        "vs_full": comparer is not None,
         "version": REALITY_VERSION,
     }
 
@@ -118,7 +127,9 @@ def noise_floor(
         for c in classes:
             vals = [v for p in pairs if (v := p["angular_distance_per_class"].get(c)) is not None]
             per_class[c] = float(np.mean(vals)) if vals else None
+        vs_full = [_summary(comparer.per_class(f))["angular_distance"] for f in fits] if comparer else []
         return {
+            "vs_full": vs_full,
             "angular_distance": float(np.mean(means)) if means else None,
             "angular_distance_per_class": per_class,
             "pairs": means,

@@ -165,6 +165,7 @@ def test_job_floor_seeds_heatmaps(make_config: Callable[..., dict[str, Any]], tm
     assert entry["angular_distance_std"] == pytest.approx(np.std(phis))
     floor, null = payload["noise_floor"], payload["null_reference"]
     assert 0 < floor["angular_distance"] < null["angular_distance"]
+    assert len(floor["vs_full"]) == 2 and all(0 < v < null["angular_distance"] for v in floor["vs_full"])
     expected = (entry["angular_distance"] - floor["angular_distance"]) / (
         null["angular_distance"] - floor["angular_distance"]
     )
