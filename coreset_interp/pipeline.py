@@ -482,38 +482,32 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
     entries: list[dict[str, Any]] = []
     fits: dict[int, Any] = {}
     for rho in tqdm(ratios, desc=f"{cfg['selector']['name']} x {interp.name}", disable=not progress):
-        by_seed = []
-        # Selection seeds repeat only the selection and the coreset fit; the interpretation seed stays.
-        for sseed in sseeds:
-            indices, select_seconds, ckey = select_coreset(ws, cfg, rho, sseed)
-            fit, fit_seconds = fit_interpreter(interp, ctx, indices, seed, ckey)
-            fits.setdefault(int(round(rho * 100)), fit)
-            per_class = comparer.per_class(fit)
-            missing = [c for c, v in per_class.items() if v.phi is None]
-            if missing:
-                msg = (
-                    f"rho={rho:g}: angular distance undefined (zero variance) for {len(missing)} class(es) "
-                    f"{missing[:10]}; left out of the mean"
-                )
-                warnings.warn(msg, stacklevel=1)
-                job_warnings.append(msg)
-            t_rho = select_seconds + fit_seconds
-            by_seed.append(
-                {
-                    "ratio": rho,
-                    "percent": int(round(rho * 100)),
-                    "selection_seed": sseed,
-                    "n_selected": int(len(indices)),
-                    **evaluate_fit(interp, ctx, fit, ckey, seed),
-                    **summarise_phi(per_class),
-                    "select_seconds": select_seconds,
-                    "fit_seconds": fit_seconds,
-                    "speedup": full_seconds / t_rho if t_rho > 0 else None,
-                    **interp.describe(fit),
-                    **interp.compare(fit_full, fit),
-                }
+        indices, select_seconds, ckey = select_coreset(ws, cfg, rho, sseeds[0])
+        fit, fit_seconds = fit_interpreter(interp, ctx, indices, seed, ckey)
+        fits[int(round(rho * 100))] = fit
+        per_class = comparer.per_class(fit)
+        missing = [c for c, v in per_class.items() if v.phi is None]
+        if missing:
+            msg = (
+                f"rho={rho:g}: angular distance undefined (zero variance) for {len(missing)} class(es) "
+                f"{missing[:10]}; left out of the mean"
             )
-        entry = reality.combine_selection_seeds(by_seed)
+            warnings.warn(msg, stacklevel=1)
+            job_warnings.append(msg)
+        t_rho = select_seconds + fit_seconds
+        entry = {
+            "ratio": rho,
+            "percent": int(round(rho * 100)),
+            "n_selected": int(len(indices)),
+            **evaluate_fit(interp, ctx, fit, ckey, seed),
+            **summarise_phi(per_class),
+            "select_seconds": select_seconds,
+            "fit_seconds": fit_seconds,
+            "speedup": full_seconds / t_rho if t_rho > 0 else None,
+            **interp.describe(fit),
+            **interp.compare(fit_full, fit),
+        }
+        entry = reality.with_selection_seeds(entry, ws, cfg, interp, ctx, comparer, sseeds, seed)
         entries.append(entry)
         if on_ratio is not None:
             on_ratio(entry)

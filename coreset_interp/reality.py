@@ -305,7 +305,8 @@ def combine_selection_seeds(entries: list[dict[str, Any]]) -> dict[str, Any]:
         entries: the rho's entries, one per selection seed (each with ``selection_seed``).
 
     Returns:
-        The first seed's entry with the numbers replaced by their means over seeds, plus
+        The first seed's entry with the numbers every seed reports replaced by their means over seeds
+        (method extras stay the first seed's), plus
         ``angular_distance_std`` and ``accuracy_std`` (std over seeds; 0 for one seed),
         ``selection_seeds`` and ``by_selection_seed`` (each seed's own values).
     """
@@ -335,6 +336,53 @@ def combine_selection_seeds(entries: list[dict[str, Any]]) -> dict[str, Any]:
     out["by_selection_seed"] = [{k: e.get(k) for k in _SEED_KEYS} for e in entries]
     out.pop("selection_seed", None)
     return out
+
+
+def with_selection_seeds(
+    entry: dict[str, Any],
+    ws: Any,
+    cfg: dict[str, Any],
+    interp: Interpreter,
+    ctx: InterpretContext,
+    comparer: Any,
+    seeds: list[int],
+    seed: int,
+) -> dict[str, Any]:
+    """A rho's entry (computed with the first selection seed) extended by the other selection seeds.
+
+    Each further seed repeats only the selection and the coreset fit (interpretation seed ``seed``).
+
+    Args:
+        entry: the rho's entry from ``seeds[0]``.
+        ws: the workspace.
+        cfg: the job config.
+        interp: the interpreter.
+        ctx: the context.
+        comparer: the :class:`~coreset_interp.pipeline.PhiComparer` of the full-data fit.
+        seeds: the selection seeds (``seeds[0]`` made ``entry``).
+        seed: the interpretation seed.
+
+    Returns:
+        :func:`combine_selection_seeds` over all seeds (means of the numbers every seed reports).
+    """
+    from coreset_interp.pipeline import evaluate_fit, fit_interpreter, select_coreset, summarise_phi
+
+    rho = float(entry["ratio"])
+    out = [{**entry, "selection_seed": int(seeds[0])}]
+    for sseed in seeds[1:]:
+        indices, select_seconds, ckey = select_coreset(ws, cfg, rho, sseed)
+        fit, fit_seconds = fit_interpreter(interp, ctx, indices, seed, ckey)
+        out.append(
+            {
+                "selection_seed": int(sseed),
+                "n_selected": int(len(indices)),
+                **evaluate_fit(interp, ctx, fit, ckey, seed),
+                **summarise_phi(comparer.per_class(fit)),
+                "select_seconds": select_seconds,
+                "fit_seconds": fit_seconds,
+            }
+        )
+    return combine_selection_seeds(out)
 
 
 def _finite(values: Any) -> list[float]:

@@ -3,8 +3,8 @@
 A job draws its own panel (its full-data fit beside every rho it covered); the report assembles the
 cross-selector grids (Figs. 6/7: one row per val image, one column per selector at one rho, the full-data
 fit last) and VEBI's differing-units figure (Fig. 8). Heatmaps are resized bilinearly to the input size and
-overlaid on the un-normalised image; one colour scale per row (0 to the row's maximum) so the columns of a
-row compare directly, with its colour bar.
+overlaid on the un-normalised image; one colour scale per row (the row's minimum to its maximum) so the
+columns of a row compare directly, with its colour bar.
 """
 
 from __future__ import annotations
@@ -25,10 +25,16 @@ log = logging.getLogger(__name__)
 _CELL = 1.7
 
 
-def _overlay(ax: Any, image: np.ndarray, heat: np.ndarray, vmax: float, cmap: str, alpha: float) -> Any:
+def _overlay(
+    ax: Any, image: np.ndarray, heat: np.ndarray, vmin: float, vmax: float, cmap: str, alpha: float
+) -> Any:
     ax.imshow(image, interpolation="nearest")
     im = ax.imshow(
-        bilinear(heat, image.shape[:2]), cmap=cmap, alpha=alpha, vmin=0.0, vmax=vmax if vmax > 0 else 1.0
+        bilinear(heat, image.shape[:2]),
+        cmap=cmap,
+        alpha=alpha,
+        vmin=vmin,
+        vmax=vmax if vmax > vmin else vmin + 1,
     )
     ax.set_xticks([])
     ax.set_yticks([])
@@ -73,10 +79,11 @@ def heatmap_grid(
     """
     fig, axes = _grid(len(indices), len(columns))
     for r, (i, label) in enumerate(zip(indices.tolist(), labels, strict=True)):
+        vmin = min(float(np.min(h[r])) for _, h in columns)
         vmax = max(float(np.max(h[r])) for _, h in columns)
         im = None
         for c, (name, heat) in enumerate(columns):
-            im = _overlay(axes[r, c], images[int(i)], heat[r], vmax, cmap, alpha)
+            im = _overlay(axes[r, c], images[int(i)], heat[r], vmin, vmax, cmap, alpha)
             if r == 0:
                 axes[r, c].set_title(name, fontsize=9)
         axes[r, 0].set_ylabel(f"val {i}\nclass {label}", fontsize=8)
@@ -109,6 +116,7 @@ def units_figure(
     n_cols = max(len(p.images) for _, p in rows)
     fig, axes = _grid(len(rows), n_cols)
     for r, (label, panel) in enumerate(rows):
+        vmin = float(np.min(panel.maps)) if panel.maps.size else 0.0
         vmax = float(np.max(panel.maps)) if panel.maps.size else 1.0
         im = None
         for c in range(n_cols):
@@ -117,7 +125,7 @@ def units_figure(
                 ax.axis("off")
                 continue
             i = int(panel.images[c])
-            im = _overlay(ax, images[i], panel.maps[c], vmax, cmap, alpha)
+            im = _overlay(ax, images[i], panel.maps[c], vmin, vmax, cmap, alpha)
             ax.set_title(f"val {i}", fontsize=7)
         axes[r, 0].set_ylabel(f"{label}\nclass {panel.cls}: L{panel.layer} F{panel.filter}", fontsize=8)
         if im is not None:
