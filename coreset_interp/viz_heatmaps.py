@@ -99,37 +99,43 @@ def units_figure(
     title: str,
     cmap: str = "jet",
     alpha: float = 0.5,
+    wrap: int = 3,
 ) -> Path:
-    """Fig. 8: one row per differing VEBI unit, its own map on the val images where it fires most.
+    """Fig. 8: each differing VEBI unit as its own map on the val images where it fires most, ``wrap``
+    units side by side per figure row, each with its label (class, layer L, filter F) and colour bar.
 
     Args:
-        rows: (selector label, panel) per row.
+        rows: (selector label, panel) per unit.
         images: val index -> image.
         path: PNG to write.
         title: the figure's title.
         cmap: colour map.
         alpha: overlay opacity.
+        wrap: units per figure row.
 
     Returns:
         ``path``.
     """
-    n_cols = max(len(p.images) for _, p in rows)
-    fig, axes = _grid(len(rows), n_cols)
-    for r, (label, panel) in enumerate(rows):
+    per = max(len(p.images) for _, p in rows)
+    wrap = max(1, min(int(wrap), len(rows)))
+    n_rows = -(-len(rows) // wrap)
+    fig, axes = _grid(n_rows, per * wrap)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for u, (label, panel) in enumerate(rows):
+        r, c0 = divmod(u, wrap)
+        c0 *= per
         vmin = float(np.min(panel.maps)) if panel.maps.size else 0.0
         vmax = float(np.max(panel.maps)) if panel.maps.size else 1.0
         im = None
-        for c in range(n_cols):
-            ax = axes[r, c]
-            if c >= len(panel.images):
-                ax.axis("off")
-                continue
-            i = int(panel.images[c])
-            im = _overlay(ax, images[i], panel.maps[c], vmin, vmax, cmap, alpha)
-            ax.set_title(f"val {i}", fontsize=7)
-        axes[r, 0].set_ylabel(f"{label}\nclass {panel.cls}: L{panel.layer} F{panel.filter}", fontsize=8)
+        for j, i in enumerate(panel.images.tolist()):
+            ax = axes[r, c0 + j]
+            ax.axis("on")
+            im = _overlay(ax, images[int(i)], panel.maps[j], vmin, vmax, cmap, alpha)
+            head = f"{label}: class {panel.cls}, L{panel.layer} F{panel.filter}\n" if j == 0 else "\n"
+            ax.set_title(f"{head}val {i}", fontsize=7, loc="left")
         if im is not None:
-            fig.colorbar(im, ax=list(axes[r, :]), shrink=0.85, pad=0.01)
+            fig.colorbar(im, ax=list(axes[r, c0 : c0 + per]), shrink=0.8, pad=0.01)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
 
