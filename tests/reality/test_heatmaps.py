@@ -251,3 +251,38 @@ def test_display_images_undo_normalisation(tmp_path: Path) -> None:
     expected = (raw - raw.min()) / (raw.max() - raw.min()) * 255
     np.testing.assert_allclose(pic[..., 0], expected, atol=1)
     assert np.array_equal(pic[..., 0], pic[..., 2])
+
+
+def test_vebi_native_maps_pool_to_the_compared_maps(digits_context: object) -> None:
+    """VEBI's heatmap maps are the units at their layer's resolution: pooled to the last conv block's
+    size they are exactly the maps the shape metric compares; each image gets its own class's units."""
+    import torch
+    import torch.nn.functional as F
+
+    from coreset_interp.interpreters import get_interpreter
+    from coreset_interp.interpreters.vebi_units import probe_layers
+
+    ctx = digits_context
+    vebi = get_interpreter("vebi")
+    x = ctx.dataset.split("val")[0][0][None].to(ctx.device)
+    layers = probe_layers(ctx.model, x)
+    # Units in the stem (call 0), layer1 and layer4 (the last call), two classes.
+    last = layers[-1]
+    units = {0: np.asarray([layers[1].offset + 3, 5]), 1: np.asarray([last.offset + 7])}
+    fit = VEBIFit(
+        layers, units, {0: np.asarray([2.0, 1.0]), 1: np.asarray([1.0])}, {0: False, 1: False}, 1.0, 0, 9
+    )
+    idx = np.concatenate([ctx.val.class_indices(0)[:2], ctx.val.class_indices(1)[:1]])
+    per_image = vebi.image_maps(fit, ctx, idx)
+    assert [sorted(g.shape for g in groups) for groups in per_image][0] == sorted(
+        [(1, layers[0].height, layers[0].width), (1, layers[1].height, layers[1].width)]
+    )
+    assert [g.shape for g in per_image[2]] == [(1, last.height, last.width)]
+    _, h, w = ctx.val.map_shape
+    pooled = vebi._capture(ctx, fit, idx[:2], units[0])
+    for n in range(2):
+        by_call = {g.shape[1]: g for g in per_image[n]}
+        stem = F.adaptive_avg_pool2d(torch.from_numpy(by_call[layers[0].height]), (h, w)).numpy()
+        np.testing.assert_allclose(stem[0], pooled[n, 1], rtol=1e-5, atol=1e-6)
+    # The last conv block's unit is the last-conv activation map itself.
+    np.testing.assert_allclose(per_image[2][0][0], ctx.val.read_maps(idx[2:])[0, 7], rtol=1e-4, atol=1e-5)
