@@ -546,8 +546,8 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
         "table1": {
             **_mean_std(phis),
             "percents": sorted(e["percent"] for e in entries if e["percent"] in table_percents),
-            "phi_normalised": reality.normalised_value(_mean_std(phis)["mean"], floor, null),
         },
+        "table1_phi_normalised": reality.normalised_value(_mean_std(phis)["mean"], floor, null),
         "artifacts": [
             {"kind": r.kind, "key": r.key, "computed": r.computed, "seconds": round(r.seconds, 3)}
             for r in cache.records
