@@ -90,7 +90,18 @@ def check_cache_dir(root: Path) -> Path:
         ) from err
     return root
 
-KINDS = ("checkpoint", "activations", "unit_features", "coreset", "fit", "fit_full", "evaluation")
+KINDS = (
+    "checkpoint",
+    "activations",
+    "unit_features",
+    "coreset",
+    "fit",
+    "fit_full",
+    "evaluation",
+    # Reality checks (coreset_interp.reality), one per model x interpreter.
+    "noise_floor",
+    "cascade",
+)
 
 
 def spec_key(spec: dict[str, Any]) -> str:

@@ -47,6 +47,9 @@ NON_RESULT_KEYS: tuple[str, ...] = (
     "extract.*",
     "plan",
     "plan.*",
+    # Which heatmaps are drawn and how they are coloured: figures only.
+    "viz",
+    "viz.*",
     # VEBI's lasso working set and Gram batch rows: the solution does not depend on them.
     "interpreter.params.working_set",
     "interpreter.params.gram_batch",
@@ -65,6 +68,9 @@ MERGED_KEYS: tuple[str, ...] = (
     "ratio.*",
     "metric.table1_percents",
     "metric.null_reference",
+    "metric.floor",
+    "metric.floor_resamples",
+    "metric.cascade",
 )
 
 #: What the report's series identity leaves out.

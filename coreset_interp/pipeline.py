@@ -476,10 +476,16 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
     full.update(evaluate_fit(interp, ctx, fit_full, None, seed))
     comparer = PhiComparer(interp, ctx, fit_full, alpha)
 
+    from coreset_interp import reality
+    from coreset_interp.heatmaps import job_heatmaps
+
+    sseeds = reality.selection_seeds(cfg)
     entries: list[dict[str, Any]] = []
+    fits: dict[int, Any] = {}
     for rho in tqdm(ratios, desc=f"{cfg['selector']['name']} x {interp.name}", disable=not progress):
-        indices, select_seconds, ckey = select_coreset(ws, cfg, rho, seed)
+        indices, select_seconds, ckey = select_coreset(ws, cfg, rho, sseeds[0])
         fit, fit_seconds = fit_interpreter(interp, ctx, indices, seed, ckey)
+        fits[int(round(rho * 100))] = fit
         per_class = comparer.per_class(fit)
         missing = [c for c, v in per_class.items() if v.phi is None]
         if missing:
@@ -503,6 +509,7 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
             **interp.describe(fit),
             **interp.compare(fit_full, fit),
         }
+        entry = reality.with_selection_seeds(entry, ws, cfg, interp, ctx, comparer, sseeds, seed)
         entries.append(entry)
         if on_ratio is not None:
             on_ratio(entry)
@@ -510,6 +517,15 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
     null = (
         null_reference(ws, cfg, interp, ctx, comparer, seed) if cfg["metric"].get("null_reference") else None
     )
+    floor = reality.noise_floor(cfg, interp, ctx, seed, alpha, comparer)
+    cascade = reality.cascade(ws, cfg, interp, ctx, comparer, seed, alpha)
+    reality.normalise(entries, floor, null)
+    try:
+        heatmaps = job_heatmaps(cfg, interp, ctx, fit_full, fits)
+    except Exception as err:  # noqa: BLE001 - a figure's data must never fail the numbers
+        heatmaps = None
+        job_warnings.append(f"heatmaps not computed: {type(err).__name__}: {err}")
+        log.warning(job_warnings[-1])
 
     table_percents = {int(p) for p in cfg["metric"].get("table1_percents", [10, 20, 30, 40, 50])}
     phis = [
@@ -527,15 +543,20 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
         "full": full,
         "ratios": entries,
         "null_reference": null,
+        "noise_floor": floor,
+        "cascade": cascade,
         "table1": {
             **_mean_std(phis),
             "percents": sorted(e["percent"] for e in entries if e["percent"] in table_percents),
         },
+        "table1_phi_normalised": reality.normalised_value(_mean_std(phis)["mean"], floor, null),
         "artifacts": [
             {"kind": r.kind, "key": r.key, "computed": r.computed, "seconds": round(r.seconds, 3)}
             for r in cache.records
         ],
         "warnings": job_warnings,
+        # Arrays for <job dir>/heatmaps.npz, taken out by run_job before result.json is written.
+        "_heatmaps": heatmaps,
     }
 
 
@@ -576,6 +597,11 @@ def run_job(cfg: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
             tracker.start(cfg, job)
             payload.update(run(cfg, on_ratio))
             payload["warnings"] = payload.get("warnings", []) + list(getattr(tracker, "warnings", []))
+            heatmaps = payload.pop("_heatmaps", None)
+            if heatmaps is not None:
+                from coreset_interp.heatmaps import save_heatmaps
+
+                save_heatmaps(heatmaps, files.folder)
         payload["status"] = "completed"
     except Exception as err:  # noqa: BLE001 - every failure must end up in result.json
         import traceback
@@ -593,6 +619,11 @@ def run_job(cfg: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
                 from coreset_interp.viz import job_figures
 
                 images = job_figures(payload, files.folder)
+                from coreset_interp.viz_heatmaps import job_heatmap_figures
+                from coreset_interp.viz_reality import job_reality_figures
+
+                images.update(job_heatmap_figures(files.folder))
+                images.update(job_reality_figures(payload, files.folder))
             except Exception as err:  # noqa: BLE001 - a figure must never fail a finished job
                 log.warning("job figures failed: %s", err)
         try:

@@ -42,6 +42,7 @@ import numpy as np
 
 from coreset_interp.identity import differing_keys, format_value, identity_key, result_identity
 from coreset_interp.jobstate import liveness
+from coreset_interp.report_extras import report_extras
 from coreset_interp.viz import (
     INTERPRETER_LABELS,
     INTERPRETER_ORDER,
@@ -54,6 +55,7 @@ from coreset_interp.viz import (
     phi_figure,
     vebi_figure,
 )
+from coreset_interp.viz_reality import series_bands
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,8 @@ POINT_METRICS = (
     "select_seconds",
     "speedup",
     "n_selected",
+    "angular_distance_std",
+    "phi_normalised",
 )
 
 
@@ -220,6 +224,7 @@ def aggregate(results: Sequence[JobResult]) -> list[Series]:
         m["identity"] = result_identity(config)
         m["full"].setdefault(seed, {}).update(p.get("full") or {})
         m["jobs"].append(str(res.path.parent))
+        m.setdefault("payloads", []).append(p)
         if finite_number(p.get("model_accuracy")) is not None:
             m["model_accuracy"].append(float(p["model_accuracy"]))
         null = p.get("null_reference") or {}
@@ -261,6 +266,7 @@ def aggregate(results: Sequence[JobResult]) -> list[Series]:
         }
         s.model_accuracy = float(np.mean(m["model_accuracy"])) if m["model_accuracy"] else None
         s.null_phi = float(np.mean(m["null"])) if m["null"] else None
+        s.reality = series_bands(m["payloads"])
         out.append(s)
     return out
 
@@ -521,6 +527,10 @@ def build_report(
             files[name] = path
         elif (out / name).exists():
             (out / name).unlink()  # a stale figure from an earlier report would contradict this one
+    extra = report_extras(results, series, percents, out)
+    for name, _, path in extra.figures:
+        figures[name] = path
+        files[name] = path
     artifacts = artifact_summary(results)
     summary = {
         "sweep_dir": str(sweep_dir),
@@ -549,11 +559,12 @@ def build_report(
         ],
         "artifacts": artifacts,
         "jobs": [_job_row(r) for r in results],
+        **extra.summary,
     }
     files["summary.json"] = out / "summary.json"
     files["summary.json"].write_text(json.dumps(summary, indent=1, default=str))
     files["report.html"] = out / "report.html"
-    page = _html(sweep_dir, results, rows, percents, figures, artifacts, counts)
+    page = _html(sweep_dir, results, rows, percents, figures, artifacts, counts, extra.html)
     files["report.html"].write_text(page.replace("<h2>Artifact cache</h2>", _ice_accuracy_html(series), 1))
     report = Report(out, files, rows, counts, series)
     mode = _wandb_mode(results, wandb_mode)
@@ -717,6 +728,7 @@ def _html(
     figures: dict[str, Path | None],
     artifacts: dict[str, Any],
     counts: dict[str, int],
+    extra_html: str = "",
 ) -> str:
     e = html.escape
     parts = [
@@ -780,6 +792,7 @@ def _html(
             continue
         data = base64.b64encode(Path(path).read_bytes()).decode()
         parts.append(f"<h2>{e(title)}</h2><img alt='{e(name)}' src='data:image/png;base64,{data}'>")
+    parts.append(extra_html)
     parts.append("<h2>Artifact cache</h2>")
     parts.append(
         "<p class='note'>From the <code>artifacts</code> records of each result.json: how many "

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 INTERPRETER_ORDER = ("ice", "topic", "vebi")
 INTERPRETER_LABELS = {"ice": "ICE", "topic": "Topic-based", "vebi": "VEBI"}
@@ -73,6 +74,8 @@ class Series:
     jobs: list[str] = field(default_factory=list)
     variant: str = ""
     identity: dict[str, Any] = field(default_factory=dict)
+    # Noise floor and null as {"floor"|"null": {"mean", "se"}} (coreset_interp.viz_reality.series_bands).
+    reality: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -229,6 +232,8 @@ def phi_figure(series: Sequence[Series], path: Path) -> Path | None:
     Returns:
         The PNG path, or None when there is nothing to plot.
     """
+    from coreset_interp.viz_reality import reference_bands, seed_band
+
     groups = _group([s for s in series if s.curve("angular_distance")[0]])
     if not groups:
         return None
@@ -241,10 +246,12 @@ def phi_figure(series: Sequence[Series], path: Path) -> Path | None:
         for s in group:
             xs, ys = s.curve("angular_distance")
             ax.plot(xs, ys, color=colors[s.model], marker=markers[s.label], **_HOLLOW)
+            seed_band(ax, s, colors[s.model])
             top = max([top, *ys])
             if s.null_phi is not None:
                 nulls[s.model] = s.null_phi
         _percent_axis(ax, [p for s in group for p in s.points])
+        top = reference_bands(ax, group, colors, top)
         title = INTERPRETER_LABELS.get(interp, interp)
         if nulls:
             # The null reference (random weights) puts Phi on a scale: drawn when it is near the curves,
@@ -259,7 +266,11 @@ def phi_figure(series: Sequence[Series], path: Path) -> Path | None:
         ax.set_title(title, fontsize=10)
         ax.set_ylabel("angular distance Phi (rad)")
     extra = [Line2D([], [], color="0.3", lw=1.2, ls="--", label="null (random weights)")]
-    _legend(fig, colors, markers, extra if null_drawn else [])
+    extra = extra if null_drawn else []
+    if any(s.reality.get("floor") for g in groups.values() for s in g):
+        extra.append(Patch(color="0.3", alpha=0.25, label="noise floor (± s.e. over classes)"))
+        extra.append(Patch(color="0.3", alpha=0.15, hatch="//", label="null band (± s.e.)"))
+    _legend(fig, colors, markers, extra)
     fig.suptitle("Similarity of coreset and full-data relevant features, lower = closer (Fig. 4)")
     return _save(fig, path)
 

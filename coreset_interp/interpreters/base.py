@@ -117,6 +117,34 @@ class Interpreter(ABC):
             Z as a 2-D array (len(indices)*h'*w' x d').
         """
 
+    def image_maps(self, fit: Any, ctx: InterpretContext, indices: np.ndarray) -> list[list[np.ndarray]]:
+        """Per-image interpretation maps at their own resolution, for the heatmaps (SPEC section 4b).
+        Default: :meth:`maps` of each image's class, reshaped to the last conv block's h x w.
+
+        Args:
+            fit: a fit.
+            ctx: the context.
+            indices: val indices (any classes).
+
+        Returns:
+            Per image (in the order of ``indices``), its maps as groups of one resolution each, every
+            group a (d_g, h_g, w_g) array.
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        _, h, w = ctx.val.map_shape
+        labels = ctx.val.labels[indices]
+        out: np.ndarray | None = None
+        for c in np.unique(labels):
+            pos = np.flatnonzero(labels == c)
+            z = np.asarray(self.maps(fit, ctx, indices[pos]))
+            z = z.reshape(len(pos), h, w, -1).transpose(0, 3, 1, 2)
+            if out is None:
+                out = np.zeros((len(indices), z.shape[1], h, w), dtype=np.float32)
+            out[pos] = z
+        if out is None:
+            raise ValueError("image_maps: no indices")
+        return [[z] for z in out]
+
     def paired_maps(
         self,
         fit_full: Any,

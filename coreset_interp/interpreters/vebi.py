@@ -50,6 +50,7 @@ from torch.utils.data import DataLoader, Subset
 
 from coreset_interp.interpreters.base import ClassPhi, InterpretContext, Interpreter
 from coreset_interp.interpreters.vebi_lasso import accumulate_gram, positive_lasso_l1
+from coreset_interp.interpreters.vebi_maps import image_unit_maps, native_unit_maps
 from coreset_interp.interpreters.vebi_units import (
     ReluCalls,
     StagedModel,
@@ -296,6 +297,36 @@ class VEBI(Interpreter):
         if len(units) == 0:
             return self._empty(ctx, indices)
         return self._rows(self._capture(ctx, fit, indices, units))
+
+    def image_maps(self, fit: VEBIFit, ctx: InterpretContext, indices: np.ndarray) -> list[list[np.ndarray]]:
+        """Each val image's class's relevant units' maps at their layers' own resolutions (heatmaps).
+
+        Args:
+            fit: the fit.
+            ctx: the context.
+            indices: val indices (any classes).
+
+        Returns:
+            Per image, one (units, h, w) group per layer.
+        """
+        return image_unit_maps(ctx, fit, indices)
+
+    def unit_maps(
+        self, fit: VEBIFit, ctx: InterpretContext, indices: np.ndarray, units: np.ndarray
+    ) -> np.ndarray:
+        """Args:
+            fit: the fit.
+            ctx: the context.
+            indices: val indices.
+            units: global unit indices, all of one layer.
+
+        Returns:
+            (len(indices), len(units), h, w) maps at the layer's resolution.
+        """
+        groups = native_unit_maps(ctx, fit, indices, units)
+        if len(groups) != 1:
+            raise ValueError("vebi unit_maps: the units must belong to one layer")
+        return next(iter(groups.values()))
 
     def paired_maps(
         self,
