@@ -405,6 +405,17 @@ def summarise_phi(per_class: dict[int, ClassPhi]) -> dict[str, Any]:
     return out
 
 
+def null_model_config(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Args:
+        cfg: the job config.
+        seed: the interpretation seed (also the random weights' seed).
+
+    Returns:
+        The ``model`` config of the null reference: the job's architecture with random weights.
+    """
+    return {**dict(cfg["model"]), "weights": "random", "train": {**dict(cfg["model"]["train"]), "seed": seed}}
+
+
 def null_reference(
     ws: Workspace,
     cfg: dict[str, Any],
@@ -427,7 +438,7 @@ def null_reference(
     Returns:
         ``angular_distance`` (mean over classes), ``angular_distance_per_class``, ``missing``.
     """
-    rcfg = {**dict(cfg["model"]), "weights": "random", "train": {**dict(cfg["model"]["train"]), "seed": seed}}
+    rcfg = null_model_config(cfg, seed)
     model, _ = load_model(rcfg, ws.dataset, ws.cache, ws.device, progress=False)
     mspec = model_spec(rcfg, ws.dataset)
     # Only what the interpreter reads (ICE, topic: maps; VEBI: train energies), one pass per split.
