@@ -94,11 +94,12 @@ class ActivationStore:
         """
         path = Path(path)
         meta = json.loads((path / "meta.json").read_text())
-        logits = np.load(path / "logits.npy", mmap_mode="r") if (path / "logits.npy").is_file() else None
+        logits = np.load(path / "logits.npy", mmap_mode="c") if (path / "logits.npy").is_file() else None
         store = cls(
             path=path,
             maps=None,
-            g=np.load(path / "g.npy", mmap_mode="r"),
+            # Copy-on-write maps: writable views for torch.from_numpy, the file is never modified.
+            g=np.load(path / "g.npy", mmap_mode="c"),
             labels=np.load(path / "labels.npy"),
             preds=np.load(path / "preds.npy"),
             logits=logits,
