@@ -344,3 +344,49 @@ def test_missing_chunks_fail_in_one_line_with_require_complete(
     assert "\n" not in msg and "missing chunks 1-2 of 3 (core, maps)" in msg
     with pytest.raises(ValueError, match="extract.shard"):
         replace(base, shard=2, num_shards=2)
+
+
+def test_store_parts_per_interpreter() -> None:
+    from coreset_interp.interpreters import get_interpreter
+
+    for name in ("ice", "topic"):
+        interp = get_interpreter(name)
+        assert interp.store_parts("train") == interp.store_parts("val") == {"maps"}
+    vebi = get_interpreter("vebi")
+    assert vebi.store_parts("train") == {"energy"} and vebi.store_parts("val") == frozenset()
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:rho=.*angular distance undefined")
+def test_vebi_job_extracts_once_per_split_and_model(
+    cli_setup: dict[str, Any], make_config: Any, tmp_path: Path
+) -> None:
+    from coreset_interp.pipeline import run
+
+    # Random weights for the job's model too (seed 1, so the null reference's seed-0 model differs).
+    cfg = make_config(
+        [
+            "model.weights=random",
+            "model.train.seed=1",
+            "dataset.image_size=8",
+            "interpreter=vebi",
+            "interpreter.params.random_draws=1",
+            "selector=random",
+            "ratio.percents=[50]",
+        ],
+        cache_dir=tmp_path / "cache",
+    )
+    res = run(cfg)
+    passes = [(p["model"], p["split"], p["parts"]) for p in res["extraction"]]
+    # The job's model: maps for every interpreter plus VEBI's energies in the same train pass; the null
+    # reference: only what VEBI reads (train energies; the val store's labels, preds and logits).
+    assert passes == [
+        ("model", "train", ["core", "energy", "maps"]),
+        ("model", "val", ["core", "maps"]),
+        ("null", "train", ["core", "energy"]),
+        ("null", "val", ["core"]),
+    ]
+    assert all(p["images_per_second"] > 0 for p in res["extraction"])
+    assert res["null_reference"]["angular_distance"] is not None
+    # A second job of the sweep runs no pass at all.
+    assert run(cfg)["extraction"] == []
