@@ -553,11 +553,13 @@ def ensure_store(
     spec = store_spec(mspec, dataset.fingerprint(), split, dtype, precision)
     key = spec_key(spec)
     final = cache.path("activations", key)
+    data: Dataset | None = None  # built at most once (an image folder's split lists its files)
     if final.is_dir():
         chunks = [(int(s), int(e)) for s, e in json.loads((final / "meta.json").read_text())["chunks"]]
         wanted = [p for p in ("maps", "energy") if p in parts]
     else:
-        n = len(dataset.split(split))
+        data = dataset.split(split)
+        n = len(data)
         if n == 0:
             raise ValueError(f"cannot extract activations of an empty {split} split")
         chunks = plan_chunks(n, int(settings.chunk_size))
@@ -573,7 +575,7 @@ def ensure_store(
     mine = shard_chunks(len(chunks), int(settings.shard), int(settings.num_shards))
     todo = {i: missing[i] for i in mine if i in missing}
     if todo:
-        data = dataset.split(split)
+        data = dataset.split(split) if data is None else data
         pstats = _build_chunks(
             cache,
             key,
