@@ -71,7 +71,7 @@ def make_loader(
     """
     return DataLoader(
         data,
-        batch_sampler=[list(b) for b in batches],
+        batch_sampler=list(batches),
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
         persistent_workers=False,

@@ -390,3 +390,15 @@ def test_vebi_job_extracts_once_per_split_and_model(
     assert res["null_reference"]["angular_distance"] is not None
     # A second job of the sweep runs no pass at all.
     assert run(cfg)["extraction"] == []
+
+
+def test_worker_processes_give_the_same_store(
+    cli_setup: dict[str, Any], small: _Small, tmp_path: Path
+) -> None:
+    cpu = torch.device("cpu")
+    args = (cli_setup["model"], cli_setup["mspec"], small, "train", cpu, "float32", {"maps"})
+    inline, _ = ensure_store(ArtifactCache(tmp_path / "w0"), *args, _settings(num_workers=0))
+    workers, _ = ensure_store(ArtifactCache(tmp_path / "w2"), *args, _settings(num_workers=2))
+    np.testing.assert_array_equal(np.asarray(workers.maps), np.asarray(inline.maps))
+    np.testing.assert_array_equal(workers.g, inline.g)
+    np.testing.assert_array_equal(workers.labels, inline.labels)
