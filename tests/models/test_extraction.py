@@ -168,15 +168,22 @@ def test_three_shards_in_three_processes_equal_one_store(cli_setup: dict[str, An
     assert built == [len(shard_chunks(4, i, 3)) for i in range(3)] == [1, 1, 2]
     store = ActivationStore.open(cache / "activations" / cli_setup["key"])
     _assert_same_store(store, cli_setup["store"])
-    # The jobs that follow find it complete (and do not build anything).
-    check = subprocess.run(
-        _cli(cache, tmp_path / "check", "extract.require_complete=true"),
-        env=_env(),
-        capture_output=True,
-        text=True,
+    # The jobs that follow find it complete: nothing to build, even when building is forbidden.
+    stats: list[dict[str, Any]] = []
+    settings = replace(ExtractSettings.from_config(cli_setup["cfg"]), require_complete=True)
+    again, _ = ensure_store(
+        ArtifactCache(cache),
+        cli_setup["model"],
+        cli_setup["mspec"],
+        cli_setup["dataset"],
+        "train",
+        torch.device("cpu"),
+        "float32",
+        {"maps"},
+        settings,
+        stats,
     )
-    assert check.returncode == 0, check.stderr
-    assert "complete" in check.stdout and "built" not in check.stdout
+    assert again is not None and again.path == store.path and stats == []
 
 
 # ------------------------------------------------------------------------------------ in-process stores
