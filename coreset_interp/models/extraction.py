@@ -34,7 +34,6 @@ from coreset_interp.cache import ArtifactCache, spec_key
 from coreset_interp.interpreters.vebi_units import ReluCalls, probe_layers, unit_energy
 from coreset_interp.models.activations import (
     DTYPES,
-    PART_FILES,
     STORE_FORMAT,
     ActivationStore,
     chunk_key,
@@ -713,20 +712,3 @@ def write_self_contained(
     }
     (folder / "meta.json").write_text(json.dumps(meta))
     return meta
-
-
-def describe_missing(store_or_none: ActivationStore | None, key: str) -> str:
-    """Args:
-        store_or_none: a store or None.
-        key: its key.
-
-    Returns:
-        A short line for logs.
-    """
-    if store_or_none is None:
-        return f"store {key}: incomplete (chunks of other shards missing)"
-    lack = {p: store_or_none.missing(p) for p in PART_FILES}
-    have = [p for p, m in lack.items() if not m]
-    return (
-        f"store {key}: complete, {store_or_none.n} rows in {len(store_or_none.chunks)} chunks, parts {have}"
-    )
