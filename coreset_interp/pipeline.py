@@ -26,7 +26,9 @@ from coreset_interp.data import ImageDataset, build_dataset
 from coreset_interp.interpreters import ClassPhi, InterpretContext, Interpreter, get_interpreter
 from coreset_interp.metrics.shape import angular_distance_prepared, prepare
 from coreset_interp.models import ModelAdapter, load_model, model_spec
-from coreset_interp.models.activations import ActivationStore, extract_activations
+from coreset_interp.models.activations import ActivationStore
+from coreset_interp.models.extraction import ExtractSettings, ensure_store
+from coreset_interp.models.loader import resolve_num_workers
 from coreset_interp.selectors import get_selector
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,8 @@ class Workspace:
     activation_keys: dict[str, str]
     device: torch.device
     extras: dict[str, Any] = field(default_factory=dict)
+    #: One entry per extraction pass this job ran (result.json ``extraction``: images/s per pass).
+    extraction: list[dict[str, Any]] = field(default_factory=list)
 
     def context(self, cfg: dict[str, Any]) -> InterpretContext:
         """Args:
@@ -111,7 +115,7 @@ class Workspace:
             cache=self.cache,
             model_key=self.activation_keys["train"],
             batch_size=int(cfg.get("batch_size", 128)),
-            num_workers=int(cfg.get("num_workers", 0)),
+            num_workers=resolve_num_workers(cfg.get("num_workers", 0), self.dataset.split("val")),
             progress=bool(cfg.get("progress", True)),
         )
 
@@ -124,8 +128,12 @@ def activations_for(
     split: str,
     device: torch.device,
     cfg: dict[str, Any],
+    parts: frozenset[str] = frozenset({"maps"}),
+    stats: list[dict[str, Any]] | None = None,
+    tag: str = "model",
 ) -> tuple[ActivationStore, str]:
-    """Cached activations of one split.
+    """Cached activations of one split, extracted in one chunked, resumable pass when missing
+    (:func:`coreset_interp.models.extraction.ensure_store`).
 
     Args:
         cache: the artifact cache.
@@ -134,35 +142,22 @@ def activations_for(
         dataset: the dataset.
         split: ``train`` or ``val``.
         device: torch device.
-        cfg: the job config (``batch_size``, ``num_workers``, ``progress``).
+        cfg: the job config (``activation_dtype``, ``batch_size``, ``num_workers``, ``progress``,
+            ``extract``).
+        parts: what the caller reads besides g, labels and preds: ``maps``, ``energy`` (VEBI's).
+        stats: receives one entry per extraction pass that ran.
+        tag: the model's role in ``stats``.
 
     Returns:
         (store, key).
     """
     dtype = str(cfg.get("activation_dtype", "float32"))
-    spec = {
-        "model": mspec,
-        "dataset": dataset.fingerprint(),
-        "split": split,
-        "dtype": dtype,
-        "layer": "last_conv",
-    }
-
-    def compute(folder: Path) -> None:
-        extract_activations(
-            model,
-            dataset.split(split),
-            folder,
-            device,
-            batch_size=int(cfg.get("batch_size", 128)),
-            num_workers=int(cfg.get("num_workers", 0)),
-            dtype=dtype,
-            progress=bool(cfg.get("progress", True)),
-            desc=f"activations {split}",
-        )
-
-    folder, _ = cache.get_or_compute("activations", spec, compute)
-    return ActivationStore.open(folder), spec_key(spec)
+    # A job builds every chunk it lacks; shards are for coreset-interp-extract.
+    settings = replace(ExtractSettings.from_config(cfg), shard=0, num_shards=1)
+    store, key = ensure_store(cache, model, mspec, dataset, split, device, dtype, parts, settings, stats, tag)
+    if store is None:  # cannot happen with one shard; guards a future change of the settings above
+        raise RuntimeError(f"activation store {key} ({split}) is incomplete after its extraction pass")
+    return store, key
 
 
 def build_workspace(cfg: dict[str, Any], cache: ArtifactCache) -> Workspace:
@@ -180,14 +175,24 @@ def build_workspace(cfg: dict[str, Any], cache: ArtifactCache) -> Workspace:
     progress = bool(cfg.get("progress", True))
     model, info = load_model(cfg["model"], dataset, cache, device, progress)
     mspec = model_spec(cfg["model"], dataset)
-    train, ktrain = activations_for(cache, model, mspec, dataset, "train", device, cfg)
-    val, kval = activations_for(cache, model, mspec, dataset, "val", device, cfg)
+    # The trained model's maps serve every interpreter of a sweep; the job's interpreter adds its own
+    # parts (VEBI's energies) to the same pass.
+    icfg = cfg["interpreter"]
+    interp = get_interpreter(str(icfg["name"]), **dict(icfg.get("params") or {}))
+    stats: list[dict[str, Any]] = []
+    stores, keys = {}, {}
+    for split in ("train", "val"):
+        parts = frozenset({"maps"}) | interp.store_parts(split)
+        stores[split], keys[split] = activations_for(
+            cache, model, mspec, dataset, split, device, cfg, parts, stats
+        )
+    train, val = stores["train"], stores["val"]
     for split, store in (("train", train), ("val", val)):
         present = set(store.classes().tolist())
         missing = sorted(set(range(dataset.num_classes)) - present)
         if missing:
             raise ConfigError(f"{dataset.name} {split} split has no samples of class(es) {missing[:10]}")
-    return Workspace(cache, dataset, model, info, train, val, {"train": ktrain, "val": kval}, device)
+    return Workspace(cache, dataset, model, info, train, val, keys, device, extraction=stats)
 
 
 def _timed(fn: Callable[[], Any]) -> dict[str, Any]:
@@ -238,7 +243,16 @@ def _source_features(
     if key not in ws.extras:
         model, _ = load_model(source_cfg, ws.dataset, ws.cache, ws.device, bool(cfg.get("progress", True)))
         store, skey = activations_for(
-            ws.cache, model, model_spec(source_cfg, ws.dataset), ws.dataset, "train", ws.device, cfg
+            ws.cache,
+            model,
+            model_spec(source_cfg, ws.dataset),
+            ws.dataset,
+            "train",
+            ws.device,
+            cfg,
+            frozenset(),
+            ws.extraction,
+            "source",
         )
         if not np.array_equal(store.labels, ws.train.labels):
             raise ConfigError("transfer: the source model's train split does not match the target's")
@@ -391,6 +405,17 @@ def summarise_phi(per_class: dict[int, ClassPhi]) -> dict[str, Any]:
     return out
 
 
+def null_model_config(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Args:
+        cfg: the job config.
+        seed: the interpretation seed (also the random weights' seed).
+
+    Returns:
+        The ``model`` config of the null reference: the job's architecture with random weights.
+    """
+    return {**dict(cfg["model"]), "weights": "random", "train": {**dict(cfg["model"]["train"]), "seed": seed}}
+
+
 def null_reference(
     ws: Workspace,
     cfg: dict[str, Any],
@@ -413,11 +438,18 @@ def null_reference(
     Returns:
         ``angular_distance`` (mean over classes), ``angular_distance_per_class``, ``missing``.
     """
-    rcfg = {**dict(cfg["model"]), "weights": "random", "train": {**dict(cfg["model"]["train"]), "seed": seed}}
+    rcfg = null_model_config(cfg, seed)
     model, _ = load_model(rcfg, ws.dataset, ws.cache, ws.device, progress=False)
     mspec = model_spec(rcfg, ws.dataset)
-    train, ktrain = activations_for(ws.cache, model, mspec, ws.dataset, "train", ws.device, cfg)
-    val, _ = activations_for(ws.cache, model, mspec, ws.dataset, "val", ws.device, cfg)
+    # Only what the interpreter reads (ICE, topic: maps; VEBI: train energies), one pass per split.
+    train, ktrain = activations_for(
+        ws.cache, model, mspec, ws.dataset, "train", ws.device, cfg, interp.store_parts("train"),
+        ws.extraction, "null",
+    )
+    val, _ = activations_for(
+        ws.cache, model, mspec, ws.dataset, "val", ws.device, cfg, interp.store_parts("val"),
+        ws.extraction, "null",
+    )
     rctx = replace(ctx, model=model, train=train, val=val, model_key=ktrain)
     fit_null, _ = fit_interpreter(interp, rctx, np.arange(train.n, dtype=np.int64), seed, None)
     summary = summarise_phi(comparer.per_class(fit_null, rctx))
@@ -540,6 +572,7 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
         "interpreter": interp.name,
         "model_accuracy": model_accuracy,
         "model_info": ws.model_info,
+        "extraction": ws.extraction,
         "full": full,
         "ratios": entries,
         "null_reference": null,

@@ -104,6 +104,9 @@ def test_default_job_result_json(moderate_job: dict[str, Any], digits_workspace)
     # The null reference (a randomly initialised model) is farther than any coreset's interpretation.
     null = written["null_reference"]["angular_distance"]
     assert _finite(null) and null > max(e["angular_distance"] for e in written["ratios"])
+    # The extraction passes the job ran (none when the session's cache had the stores): ICE reads maps only.
+    for p in written["extraction"]:
+        assert p["images_per_second"] > 0 and set(p["parts"]) <= {"core", "maps"}
     # One metrics.jsonl line per finished ratio, as written during the job.
     lines = (moderate_job["dir"] / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["percent"] for line in lines] == [5, 10, 20, 95]

@@ -11,7 +11,7 @@ from coreset_interp.registry import Registry
 
 DATASETS: Registry[ImageDataset] = Registry("dataset")
 # Config keys that describe how a dataset pairs with models, not the data itself.
-_MODEL_KEYS = ("name", "model_weights", "stem")
+_MODEL_KEYS = ("name", "model_weights", "stem", "activation_dtype")
 
 
 @DATASETS.register("digits")

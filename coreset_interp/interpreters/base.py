@@ -78,6 +78,18 @@ class Interpreter(ABC):
         """
         return dict(self._params)
 
+    def store_parts(self, split: str) -> frozenset[str]:
+        """What the method reads from a split's activation store besides g, labels and preds, so that
+        one extraction pass writes it (the null reference's model extracts only this).
+
+        Args:
+            split: ``train`` or ``val``.
+
+        Returns:
+            A subset of {``maps``, ``energy``} (default: the last-conv maps of both splits).
+        """
+        return frozenset({"maps"})
+
     def prepare(self, ctx: InterpretContext) -> dict[str, Any]:
         """Per-model work that every fit of the method shares (e.g. VEBI's unit features of the whole train
         split, computed in the same kind of pass as the activations), done once per job before any fit so

@@ -165,6 +165,25 @@ class VEBI(Interpreter):
         Returns:
             The features (memory-mapped).
         """
+        if ctx.model_key not in self._features and ctx.train.meta:
+            from coreset_interp.models.extraction import ExtractSettings, add_parts
+
+            # Energies come from the store's own extraction pass when the job asked for them, else from
+            # one more pass over its chunks, cached beside them for every later job.
+            store = ctx.train
+            if store.energies() is None and store.cache_backed:
+                settings = ExtractSettings(
+                    batch_size=ctx.batch_size, num_workers=ctx.num_workers, progress=ctx.progress
+                )
+                store = add_parts(
+                    ctx.cache, store, ctx.model, ctx.dataset.split("train"), ctx.device, {"energy"}, settings
+                )
+            found = store.energies()
+            if found is not None:
+                E, layers = found
+                self._features[ctx.model_key] = UnitFeatures(
+                    store.path, E, [UnitLayer(**layer) for layer in layers]
+                )
         if ctx.model_key not in self._features:
 
             def compute(folder: Path) -> None:
@@ -187,6 +206,16 @@ class VEBI(Interpreter):
                 raise ValueError("vebi: the unit features' labels do not match the train activations")
             self._features[ctx.model_key] = feats
         return self._features[ctx.model_key]
+
+    def store_parts(self, split: str) -> frozenset[str]:
+        """Args:
+            split: ``train`` or ``val``.
+
+        Returns:
+            The train split's unit energies (``energy``); VEBI's maps and ablations are forward passes
+            over val images, so it reads no stored maps.
+        """
+        return frozenset({"energy"}) if split == "train" else frozenset()
 
     def prepare(self, ctx: InterpretContext) -> dict[str, Any]:
         """Compute (or load) the train split's unit features before any timed fit.

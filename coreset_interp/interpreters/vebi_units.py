@@ -7,8 +7,10 @@ not by module: :class:`ReluCalls` counts calls and is reset before every forward
 gives the unit counts of the VEBI port (3904 for ResNet18, 22720 for ResNet50, 5504 for VGG19).
 
 This module also holds the per-image unit energy features e_k = sum_hw A_k^2 / sum_{k',hw} A_k'^2 (one
-layer-call's features sum to 1; an all-zero call gives zeros), streamed to a memory-mapped ``.npy`` of the
-whole train split and cached per model, and :class:`StagedModel`, which re-runs only the part of the
+layer-call's features sum to 1; an all-zero call gives zeros). The activation store's extraction pass
+(:mod:`coreset_interp.models.extraction`) writes them, chunk by chunk, in the same forward pass as the
+last-conv maps; :func:`extract_unit_features` is the separate whole-split pass for stores held outside the
+cache. It also holds :class:`StagedModel`, which re-runs only the part of the
 network after the first modified unit (the ablations of the evaluation share the prefix).
 """
 

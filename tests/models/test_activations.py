@@ -25,7 +25,8 @@ def test_store_shapes_and_memory_map(digits_workspace) -> None:
         # Maps are read from disk on demand, never loaded whole.
         assert isinstance(store.maps, np.memmap)
         assert store.g.shape == (n, 512) and store.g.dtype == np.float32
-        assert store.logits.shape == (n, 10)
+        # Only the val split keeps logits (VEBI's intact probabilities); train logits are never read.
+        assert (store.logits is None) if store is ws.train else (store.logits.shape == (n, 10))
         assert store.labels.dtype == np.int64 and store.preds.dtype == np.int64
         np.testing.assert_array_equal(store.classes(), np.arange(10))
     np.testing.assert_array_equal(ws.train.labels, ws.dataset.labels("train"))
@@ -90,7 +91,12 @@ def test_streamed_extraction_float32_and_float16(digits_workspace, tmp_path: Pat
         meta = extract_activations(
             ws.model, data, folder, ws.device, batch_size=8, dtype=dtype, progress=False
         )
-        assert meta == {"n": 37, "map_shape": [512, 2, 2], "dtype": dtype}
+        assert {k: meta[k] for k in ("n", "map_shape", "dtype", "chunks")} == {
+            "n": 37,
+            "map_shape": [512, 2, 2],
+            "dtype": dtype,
+            "chunks": [[0, 37]],
+        }
         stores[dtype] = ActivationStore.open(folder)
     s32, s16 = stores["float32"], stores["float16"]
     np.testing.assert_allclose(s32.maps, a, rtol=1e-5, atol=1e-5)

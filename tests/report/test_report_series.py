@@ -49,7 +49,7 @@ def test_result_identity_keeps_every_value_that_can_change_a_number() -> None:
         "num_workers": 4,
         "batch_size": 256,
         "n_jobs": 2,
-        "extract": {"shards": 4},
+        "extract": {"num_shards": 4, "chunk_size": 512, "autocast": True},
         "plan": {"budget": 1},
         "experiment_name": "quick",
         "ratio": {"percents": [10, 30]},
@@ -63,6 +63,7 @@ def test_result_identity_keeps_every_value_that_can_change_a_number() -> None:
     ident = result_identity(config)
     assert ident == {
         "activation_dtype": "float16",
+        "extract.autocast": True,
         "device": "cpu",
         "interpreter.name": "topic",
         "interpreter.params.batch_size": 64,
