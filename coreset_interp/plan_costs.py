@@ -363,7 +363,8 @@ def evaluation(profile: Profile, s: Shapes, interpreter: str, params: dict[str, 
     if interpreter == "topic":
         m, hidden = int(params.get("n_concepts", 10)), int(params.get("hidden", 500))
         flops = 2 * s.n_val * s.positions * (2 * s.d * m + 2 * m * hidden + 2 * hidden * s.d)
-        return Cost(flops / profile.gemm32, s.n_val * s.d * s.positions * 4)
+        # The val maps are read class by class.
+        return Cost(flops / profile.gemm32, 3 * s.n_val / s.classes * s.d * s.positions * 4)
     passes = 2 + int(params.get("random_draws", 5))
     return forward_pass(profile, s, passes * s.n_val)
 
