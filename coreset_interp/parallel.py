@@ -172,12 +172,21 @@ def _run_threads(
                 pending.add(pool.submit(task, nxt))
                 nxt += 1
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in sorted(done, key=lambda f: f.result()[0]):
+            failed: BaseException | None = None
+            # Finished items are handed on even when another one failed (they may be checkpointed).
+            for fut in done:
+                if fut.exception() is not None:
+                    failed = failed or fut.exception()
+                    continue
                 i, res = fut.result()
                 out[i] = res
                 if on_result is not None:
                     on_result(i, res)
                 bar.update(1)
+            if failed is not None:
+                for fut in pending:
+                    fut.cancel()
+                raise failed
     return out
 
 

@@ -115,6 +115,7 @@ def randomized_svd(
     probes = min(k + n_oversamples, min(n, d))
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     q = torch.randn(cols, probes, generator=gen, dtype=torch.float64).to(device=x.device, dtype=x.dtype)
+
     def orth(y: torch.Tensor) -> torch.Tensor:
         with _serial(y):
             return torch.linalg.qr(y)[0]
