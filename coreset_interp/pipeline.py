@@ -26,6 +26,7 @@ from coreset_interp.data import ImageDataset, build_dataset
 from coreset_interp.interpreters import ClassPhi, InterpretContext, Interpreter, get_interpreter
 from coreset_interp.models import ModelAdapter, load_model, model_spec
 from coreset_interp.models.activations import ActivationStore, extract_activations
+from coreset_interp.parallel import resolve_n_jobs
 from coreset_interp.selectors import get_selector
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ class Workspace:
 
     def context(self, cfg: dict[str, Any]) -> InterpretContext:
         """Args:
-            cfg: the job config (``batch_size``, ``num_workers``, ``progress``).
+            cfg: the job config (``batch_size``, ``num_workers``, ``progress``, ``n_jobs``).
 
         Returns:
             The interpreters' view of this workspace.
@@ -112,7 +113,16 @@ class Workspace:
             batch_size=int(cfg.get("batch_size", 128)),
             num_workers=int(cfg.get("num_workers", 0)),
             progress=bool(cfg.get("progress", True)),
+            n_jobs=_n_jobs(cfg),
         )
+
+
+def _n_jobs(cfg: dict[str, Any]) -> int:
+    """The job's ``n_jobs`` as a worker count (``auto`` = the CPUs this job may use)."""
+    try:
+        return resolve_n_jobs(cfg.get("n_jobs", "auto"))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def activations_for(
