@@ -110,7 +110,7 @@ def test_failure_mid_loop_resumes_from_cached_classes(
 
     def counting_maps(self, fit, c_ctx, indices, *, fail_at: int | None = None):  # noqa: ANN001, ANN202
         c = int(c_ctx.val.labels[indices[0]])
-        calls.append(([full, *others].index(fit), c))
+        calls.append((next(i for i, f in enumerate([full, *others]) if f is fit), c))
         if fail_at is not None and c == fail_at:
             raise RuntimeError(f"injected failure at class {c}")
         return real_maps(self, fit, c_ctx, indices)

@@ -15,6 +15,7 @@ from coreset_interp.cache import ArtifactCache
 from coreset_interp.pipeline import run
 
 
+@pytest.mark.slow
 def test_digits_plan_costs_every_stage_and_lists_reused_artifacts(
     make_config, digits_workspace, session_cache_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
