@@ -306,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         "plan_ratio_max": max(plan_ratios),
         "results": results,
     }
+    if args.json is not None:
+        # Written before the long side-by-side fit too, so a killed run keeps the scaling numbers.
+        args.json.write_text(json.dumps({**summary, "ice_torch_speedup": None}, indent=1))
     if args.skip_speedup:
         summary["ice_torch_speedup"], note = None, "skipped (--skip-speedup)"
     else:
