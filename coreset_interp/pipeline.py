@@ -18,17 +18,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from coreset_interp.cache import ArtifactCache, spec_key
+from coreset_interp.comparisons import ComparedFit, compare_class_outer, resolve_backend
 from coreset_interp.data import ImageDataset, build_dataset
 from coreset_interp.interpreters import ClassPhi, InterpretContext, Interpreter, get_interpreter
-from coreset_interp.metrics.shape import angular_distance_prepared, prepare
 from coreset_interp.models import ModelAdapter, load_model, model_spec
 from coreset_interp.models.activations import ActivationStore
 from coreset_interp.models.extraction import ExtractSettings, ensure_store
 from coreset_interp.models.loader import resolve_num_workers
+from coreset_interp.parallel import resolve_n_jobs
 from coreset_interp.selectors import get_selector
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class Workspace:
 
     def context(self, cfg: dict[str, Any]) -> InterpretContext:
         """Args:
-            cfg: the job config (``batch_size``, ``num_workers``, ``progress``).
+            cfg: the job config (``batch_size``, ``num_workers``, ``progress``, ``n_jobs``).
 
         Returns:
             The interpreters' view of this workspace.
@@ -117,7 +117,16 @@ class Workspace:
             batch_size=int(cfg.get("batch_size", 128)),
             num_workers=resolve_num_workers(cfg.get("num_workers", 0), self.dataset.split("val")),
             progress=bool(cfg.get("progress", True)),
+            n_jobs=_n_jobs(cfg),
         )
+
+
+def _n_jobs(cfg: dict[str, Any]) -> int:
+    """The job's ``n_jobs`` as a worker count (``auto`` = the CPUs this job may use)."""
+    try:
+        return resolve_n_jobs(cfg.get("n_jobs", "auto"))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def activations_for(
@@ -279,18 +288,39 @@ def fit_interpreter(
     Returns:
         (fit, fit seconds when it was computed).
     """
-    spec = {
+    spec = _fit_spec(interp, ctx, seed, coreset_key)
+    kind = "fit_full" if coreset_key is None else "fit"
+    result, _ = ctx.cache.get_or_compute_pickle(
+        kind, spec, lambda: _timed(lambda: interp.fit(ctx, indices, seed))
+    )
+    return result["value"], float(result["seconds"])
+
+
+def _fit_spec(
+    interp: Interpreter, ctx: InterpretContext, seed: int, coreset_key: str | None
+) -> dict[str, Any]:
+    return {
         "interpreter": interp.name,
         "params": interp.params(),
         "seed": seed,
         "train": ctx.model_key,
         "coreset": coreset_key if coreset_key is not None else "full",
     }
-    kind = "fit_full" if coreset_key is None else "fit"
-    result, _ = ctx.cache.get_or_compute_pickle(
-        kind, spec, lambda: _timed(lambda: interp.fit(ctx, indices, seed))
-    )
-    return result["value"], float(result["seconds"])
+
+
+def fit_key(interp: Interpreter, ctx: InterpretContext, seed: int, coreset_key: str | None) -> str:
+    """The cache key of :func:`fit_interpreter`'s artifact (what comparison results are keyed by).
+
+    Args:
+        interp: the interpreter.
+        ctx: its context.
+        seed: interpretation seed.
+        coreset_key: the coreset's key, or None for the full-data fit.
+
+    Returns:
+        The key.
+    """
+    return spec_key(_fit_spec(interp, ctx, seed, coreset_key))
 
 
 def evaluate_fit(
@@ -322,22 +352,34 @@ def evaluate_fit(
 
 
 class PhiComparer:
-    """Per-class angular distances between full-data maps and coreset maps, with the full side of each
-    class prepared once and reused for every coreset (when the interpreter's maps allow it).
+    """Per-class angular distances between full-data maps and other fits' maps, class-outer: the full side
+    of a class is prepared once, compared with every fit passed together, and freed (see
+    :mod:`coreset_interp.comparisons`, which also caches each (pair, class) result when keys are given).
 
     Args:
         interp: the interpreter.
         ctx: its context.
         fit_full: the full-data fit.
         alpha: partial-whitening alpha.
+        full_key: the full fit's cache key (None: results are not cached).
+        backend: ``auto``, ``numpy`` or ``torch`` (``metric.backend``).
     """
 
-    def __init__(self, interp: Interpreter, ctx: InterpretContext, fit_full: Any, alpha: float) -> None:
+    def __init__(
+        self,
+        interp: Interpreter,
+        ctx: InterpretContext,
+        fit_full: Any,
+        alpha: float,
+        full_key: str | None = None,
+        backend: str = "auto",
+    ) -> None:
         self.interp = interp
         self.ctx = ctx
         self.fit_full = fit_full
         self.alpha = alpha
-        self._prepared: dict[int, Any] = {}
+        self.full_key = full_key
+        self.backend = resolve_backend(backend, ctx.device)
 
     def per_class(self, fit_other: Any, ctx_other: InterpretContext | None = None) -> dict[int, ClassPhi]:
         """Args:
@@ -347,31 +389,27 @@ class PhiComparer:
         Returns:
             phi per val class (``phi`` None where a side has zero variance and the angle is undefined).
         """
-        # One BLAS thread for these per-class problems (a few hundred rows): measured under load on this
-        # 2-core machine, prepare + compare of a (144, 512) pair took 1.9 s with 2 OpenBLAS threads, 0.023 s
-        # with 1.
-        with threadpool_limits(limits=1, user_api="blas"):
-            return self._per_class(fit_other, ctx_other)
+        return self.compare_many([ComparedFit(fit_other, None, ctx_other)])[0]
 
-    def _per_class(self, fit_other: Any, ctx_other: InterpretContext | None) -> dict[int, ClassPhi]:
-        out: dict[int, ClassPhi] = {}
-        for c in self.ctx.val.classes():
-            c = int(c)
-            idx = self.ctx.val.class_indices(c)
-            if self.interp.paired:
-                out[c] = self.interp.paired_phi(
-                    self.fit_full, fit_other, self.ctx, idx, self.alpha, ctx_other
-                )
-                continue
-            if c not in self._prepared:
-                z_full = self.interp.maps(self.fit_full, self.ctx, idx)
-                self._prepared[c] = prepare(np.asarray(z_full, dtype=np.float64), self.alpha)
-            z_other = self.interp.maps(fit_other, ctx_other or self.ctx, idx)
-            phi = angular_distance_prepared(
-                self._prepared[c], prepare(np.asarray(z_other, dtype=np.float64), self.alpha)
-            )
-            out[c] = ClassPhi(None if not math.isfinite(phi) else float(phi))
-        return out
+    def compare_many(self, others: list[ComparedFit]) -> list[dict[int, ClassPhi]]:
+        """Compare the full fit with several fits in one class-outer pass.
+
+        Args:
+            others: the fits (with their cache keys to cache and resume per class).
+
+        Returns:
+            For each fit in order, phi per val class.
+        """
+        return compare_class_outer(
+            self.interp,
+            self.ctx,
+            self.fit_full,
+            self.full_key,
+            others,
+            self.alpha,
+            backend=self.backend,
+            desc=f"compare {self.interp.name}",
+        )
 
 
 def summarise_phi(per_class: dict[int, ClassPhi]) -> dict[str, Any]:
@@ -438,6 +476,25 @@ def null_reference(
     Returns:
         ``angular_distance`` (mean over classes), ``angular_distance_per_class``, ``missing``.
     """
+    null = null_fit(ws, cfg, interp, ctx, seed)
+    return null_summary(comparer.compare_many([null])[0])
+
+
+def null_fit(
+    ws: Workspace, cfg: dict[str, Any], interp: Interpreter, ctx: InterpretContext, seed: int
+) -> ComparedFit:
+    """The null reference's full-data fit on the randomised-weights model (see :func:`null_reference`).
+
+    Args:
+        ws: the workspace.
+        cfg: the job config.
+        interp: the interpreter.
+        ctx: the trained model's context.
+        seed: interpretation seed (also the random weights' seed).
+
+    Returns:
+        The fit with its cache key and its context.
+    """
     rcfg = null_model_config(cfg, seed)
     model, _ = load_model(rcfg, ws.dataset, ws.cache, ws.device, progress=False)
     mspec = model_spec(rcfg, ws.dataset)
@@ -452,7 +509,17 @@ def null_reference(
     )
     rctx = replace(ctx, model=model, train=train, val=val, model_key=ktrain)
     fit_null, _ = fit_interpreter(interp, rctx, np.arange(train.n, dtype=np.int64), seed, None)
-    summary = summarise_phi(comparer.per_class(fit_null, rctx))
+    return ComparedFit(fit_null, fit_key(interp, rctx, seed, None), rctx)
+
+
+def null_summary(per_class: dict[int, ClassPhi]) -> dict[str, Any]:
+    """Args:
+        per_class: the null reference's phi per class.
+
+    Returns:
+        ``angular_distance`` (mean over classes), ``angular_distance_per_class``, ``missing``.
+    """
+    summary = summarise_phi(per_class)
     summary["missing"] = summary.pop("angular_distance_missing")
     return summary
 
@@ -506,19 +573,29 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
         **interp.describe(fit_full),
     }
     full.update(evaluate_fit(interp, ctx, fit_full, None, seed))
-    comparer = PhiComparer(interp, ctx, fit_full, alpha)
+    backend = str(cfg["metric"].get("backend", "auto"))
+    comparer = PhiComparer(interp, ctx, fit_full, alpha, fit_key(interp, ctx, seed, None), backend)
 
     from coreset_interp import reality
     from coreset_interp.heatmaps import job_heatmaps
 
     sseeds = reality.selection_seeds(cfg)
-    entries: list[dict[str, Any]] = []
-    fits: dict[int, Any] = {}
+    # (a) every rho's selection and fit (and the null fit) first, (b) one class-outer comparison of all of
+    # them (full side of each class prepared once, per-class results cached), (c) the entries.
+    fits: list[tuple[float, np.ndarray, float, str, Any, float]] = []
     for rho in tqdm(ratios, desc=f"{cfg['selector']['name']} x {interp.name}", disable=not progress):
         indices, select_seconds, ckey = select_coreset(ws, cfg, rho, sseeds[0])
         fit, fit_seconds = fit_interpreter(interp, ctx, indices, seed, ckey)
-        fits[int(round(rho * 100))] = fit
-        per_class = comparer.per_class(fit)
+        fits.append((rho, indices, select_seconds, ckey, fit, fit_seconds))
+    others = [ComparedFit(f[4], fit_key(interp, ctx, seed, f[3])) for f in fits]
+    if cfg["metric"].get("null_reference"):
+        others.append(null_fit(ws, cfg, interp, ctx, seed))
+    compared = comparer.compare_many(others)
+
+    entries: list[dict[str, Any]] = []
+    for (rho, indices, select_seconds, ckey, fit, fit_seconds), per_class in zip(
+        fits, compared[: len(fits)], strict=True
+    ):
         missing = [c for c, v in per_class.items() if v.phi is None]
         if missing:
             msg = (
@@ -546,14 +623,12 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
         if on_ratio is not None:
             on_ratio(entry)
 
-    null = (
-        null_reference(ws, cfg, interp, ctx, comparer, seed) if cfg["metric"].get("null_reference") else None
-    )
+    null = null_summary(compared[-1]) if cfg["metric"].get("null_reference") else None
     floor = reality.noise_floor(cfg, interp, ctx, seed, alpha, comparer)
     cascade = reality.cascade(ws, cfg, interp, ctx, comparer, seed, alpha)
     reality.normalise(entries, floor, null)
     try:
-        heatmaps = job_heatmaps(cfg, interp, ctx, fit_full, fits)
+        heatmaps = job_heatmaps(cfg, interp, ctx, fit_full, {int(round(f[0] * 100)): f[4] for f in fits})
     except Exception as err:  # noqa: BLE001 - a figure's data must never fail the numbers
         heatmaps = None
         job_warnings.append(f"heatmaps not computed: {type(err).__name__}: {err}")

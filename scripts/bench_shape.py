@@ -6,14 +6,16 @@ On the same random inputs, in one run, for each size (n, d):
     with Z = V diag(w) V^T, a full SVD with vectors of the cross product, then the nuclear norm;
 (b) one-off: ``angular_distance(X, Y, alpha)``;
 (c) per comparison when the full-data side is prepared once and reused: ``prepare(X)`` is timed once, and
-    each comparison costs ``prepare(Y)`` plus ``angular_distance_prepared``.
+    each comparison costs ``prepare(Y)`` plus ``angular_distance_prepared``;
+(d), (e) the same two in float64 torch (``coreset_interp.metrics.shape_torch``) on ``--device``.
 
 The inputs are ReLU-like: X = relu(latent factors with a power-law spectrum + noise) and
 Y = relu(X Q + noise) for a random rotation Q, as activations of two related models would be. The three
 results must agree within 1e-9 in cos; the script exits with status 1 if they do not.
 
 Usage:
-    python scripts/bench_shape.py [--threads 1] [--sizes 2450x512 2450x2048 12250x512] [--repeats 3]
+    python scripts/bench_shape.py [--threads 1] [--sizes 2450x512 2450x2048 12250x512] [--repeats 3] \
+        [--device cpu]
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--alpha", type=float, default=0.5, help="partial-whitening weight (default 0.5)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per method; the best is kept")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="torch device of the torch path (default cpu)")
     return parser.parse_args(argv)
 
 
@@ -110,19 +113,44 @@ def bench_size(n: int, d: int, args: argparse.Namespace) -> dict[str, float]:
     The methods take turns within each repeat, so that a change in the machine's load during the run hits
     all of them alike; the best time of each is kept.
     """
+    import torch
+
     from coreset_interp.metrics.shape import angular_distance, angular_distance_prepared, prepare
+    from coreset_interp.metrics.shape_torch import (
+        angular_distance_prepared_torch,
+        angular_distance_torch,
+        prepare_torch,
+    )
 
     X, Y = make_inputs(n, d, args.seed)
     alpha = args.alpha
+    device = torch.device(args.device)
     t_prep_x, prepared_x = timed(lambda: prepare(X, alpha))
+    prepared_x_torch = prepare_torch(X, alpha, device)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     def one_comparison() -> float:
         return angular_distance_prepared(prepared_x, prepare(Y, alpha))
+
+    def torch_one_off() -> float:
+        value = angular_distance_torch(X, Y, alpha, device)
+        sync()
+        return value
+
+    def torch_one_comparison() -> float:
+        value = angular_distance_prepared_torch(prepared_x_torch, prepare_torch(Y, alpha, device))
+        sync()
+        return value
 
     methods = {
         "baseline": lambda: baseline_cosine(X, Y, alpha),
         "one_off": lambda: angular_distance(X, Y, alpha),
         "per_comparison": one_comparison,
+        "torch_one_off": torch_one_off,
+        "torch_per_comparison": torch_one_comparison,
     }
     best = dict.fromkeys(methods, math.inf)
     results: dict[str, float] = {}
@@ -131,7 +159,7 @@ def bench_size(n: int, d: int, args: argparse.Namespace) -> dict[str, float]:
             seconds, results[name] = timed(func)
             best[name] = min(best[name], seconds)
     cos_base = results["baseline"]
-    cos_diff = max(abs(math.cos(results[name]) - cos_base) for name in ("one_off", "per_comparison"))
+    cos_diff = max(abs(math.cos(results[name]) - cos_base) for name in methods if name != "baseline")
     return {**best, "prepare_x": t_prep_x, "distance": results["one_off"], "cos_diff": cos_diff}
 
 
@@ -167,10 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     header = (
         f"{'n x d':>11} {'baseline s':>11} {'one-off s':>10} {'prep(X) s':>10} {'per-cmp s':>10} "
-        f"{'base/one-off':>13} {'base/per-cmp':>13} {'max|dcos|':>10} {'distance':>9}"
+        f"{'base/one-off':>13} {'base/per-cmp':>13} {'torch 1-off':>12} {'torch p-cmp':>12} "
+        f"{'max|dcos|':>10} {'distance':>9}"
     )
     print(header)
     ok = True
+    import torch
+
+    torch.set_num_threads(args.threads)
     with limiter:
         for n, d in args.sizes:
             r = bench_size(n, d, args)
@@ -178,7 +210,10 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{f'{n}x{d}':>11} {r['baseline']:>11.3f} {r['one_off']:>10.3f} {r['prepare_x']:>10.3f} "
                 f"{r['per_comparison']:>10.3f} {r['baseline'] / r['one_off']:>12.2f}x "
-                f"{r['baseline'] / r['per_comparison']:>12.2f}x {r['cos_diff']:>10.1e} {r['distance']:>9.5f}",
+                f"{r['baseline'] / r['per_comparison']:>12.2f}x "
+                f"{r['baseline'] / r['torch_one_off']:>11.2f}x "
+                f"{r['baseline'] / r['torch_per_comparison']:>11.2f}x "
+                f"{r['cos_diff']:>10.1e} {r['distance']:>9.5f}",
                 flush=True,
             )
     print(f"targets: base/one-off >= 1.5x, base/per-cmp >= 3x; load average at end {os.getloadavg()[0]:.1f}")

@@ -183,15 +183,20 @@ def test_failed_job_writes_result_json(make_config, tmp_path: Path) -> None:
 def test_failure_mid_job_keeps_finished_ratios(
     make_config, moderate_job: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Fault injection: the real selection step, made to fail at the second ratio (nothing else is faked).
-    real = pipeline.select_coreset
+    # Fault injection: the real evaluation step, made to fail at the second ratio (nothing else is faked).
+    # Fits and comparisons of every rho come first (the class-outer comparison needs them all); entries
+    # are then built and written rho by rho, so the first rho's line is written before the failure.
+    real = pipeline.evaluate_fit
+    coreset_calls: list[str] = []
 
-    def failing(ws, cfg, ratio, seed):  # noqa: ANN001, ANN202 - same signature as the real function
-        if ratio > 0.5:
-            raise RuntimeError("injected failure at rho=0.95")
-        return real(ws, cfg, ratio, seed)
+    def failing(interp, ctx, fit, coreset_key, seed):  # noqa: ANN001, ANN202 - the real signature
+        if coreset_key is not None:
+            coreset_calls.append(coreset_key)
+            if len(coreset_calls) == 2:
+                raise RuntimeError("injected failure at rho=0.95")
+        return real(interp, ctx, fit, coreset_key, seed)
 
-    monkeypatch.setattr(pipeline, "select_coreset", failing)
+    monkeypatch.setattr(pipeline, "evaluate_fit", failing)
     payload = run_job(make_config(["ratio.percents=[5,95]"]), _job(tmp_path))
     written = json.loads((tmp_path / "result.json").read_text())
     assert payload["status"] == written["status"] == "failed"

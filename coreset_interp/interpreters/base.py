@@ -31,6 +31,7 @@ class InterpretContext:
         batch_size: batch size for forward passes.
         num_workers: DataLoader workers.
         progress: show progress bars.
+        n_jobs: workers for per-class work (see :mod:`coreset_interp.parallel`).
     """
 
     model: ModelAdapter
@@ -43,6 +44,7 @@ class InterpretContext:
     batch_size: int = 128
     num_workers: int = 0
     progress: bool = True
+    n_jobs: int = 1
 
 
 @dataclass

@@ -18,14 +18,20 @@ Two accuracies (result keys):
 
 The Phi protocol (the paper's Sec. 3.3) stays per class: :meth:`ICE.maps` of class c's val images use
 R_c, by definition of the comparison.
+
+Two NMF backends solve the same problem: ``torch`` (:mod:`coreset_interp.linalg.nmf`, on the job's device)
+and ``sklearn`` (scikit-learn's ``NMF``, the first version). Each class's NMF is a cached checkpoint of its
+own (kind ``fit``, keyed by the method's parameters, the seed, the train activations and the class's rows),
+so a killed fit resumes at its first unfinished class; classes run on ``ctx.n_jobs`` workers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -33,19 +39,41 @@ from sklearn.decomposition import NMF
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
+from coreset_interp.cache import spec_key
 from coreset_interp.interpreters.base import InterpretContext, Interpreter
+from coreset_interp.linalg.nmf import fit_nmf, resolve_dtype
+from coreset_interp.parallel import parallel_map
 
 log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "sklearn")
+
+
+class FittedNMF(Protocol):
+    """What ICE reads from a fitted NMF of either backend (scikit-learn's names)."""
+
+    components_: np.ndarray
+    n_components_: int
+    reconstruction_err_: float
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Scores W of rows x with the components fixed."""
+        ...
 
 
 @dataclass
 class ICEFit:
-    """Fitted NMF models: one per class (``scope='class'``) or one shared under key -1 (``'global'``)."""
+    """Fitted NMF models: one per class (``scope='class'``) or one shared under key -1 (``'global'``).
 
-    nmfs: dict[int, NMF]
+    Each model is a ``sklearn.decomposition.NMF`` (backend ``sklearn``) or a
+    :class:`~coreset_interp.linalg.nmf.TorchNMF` (backend ``torch``); both have ``components_``,
+    ``n_components_``, ``reconstruction_err_`` and ``transform(x)``.
+    """
+
+    nmfs: dict[int, FittedNMF]
     scope: str
 
-    def for_class(self, c: int) -> NMF:
+    def for_class(self, c: int) -> FittedNMF:
         """Args:
             c: a class label.
 
@@ -56,7 +84,7 @@ class ICEFit:
 
 
 class ICE(Interpreter):
-    """ICE with scikit-learn's NMF.
+    """ICE with a per-class NMF (torch or scikit-learn).
 
     Args:
         n_components: r, components per class (fewer when a class has fewer positions or channels).
@@ -65,6 +93,8 @@ class ICE(Interpreter):
         tol: NMF tolerance (0 = always ``max_iter`` iterations, so cost is proportional to the data).
         candidates: classes tried per val image by the label-free ``accuracy``: the intact model's top-k
             among the fitted classes (an integer >= 1), or ``all`` (every fitted class, exact).
+        backend: ``torch`` (on the job's device) or ``sklearn``.
+        dtype: floating type of the torch backend (``float32`` or ``float64``).
     """
 
     name = "ice"
@@ -76,6 +106,8 @@ class ICE(Interpreter):
         max_iter: int = 200,
         tol: float = 0.0,
         candidates: int | str = 5,
+        backend: str = "torch",
+        dtype: str = "float32",
     ):
         if n_components < 1:
             raise ValueError(f"ice n_components must be >= 1, got {n_components}")
@@ -85,23 +117,36 @@ class ICE(Interpreter):
             isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1
         ):
             raise ValueError(f"ice candidates must be an integer >= 1 or 'all', got {candidates!r}")
-        super().__init__(
+        if backend not in BACKENDS:
+            raise ValueError(f"ice backend must be one of {BACKENDS}, got {backend!r}")
+        resolve_dtype(dtype)
+        params: dict[str, Any] = dict(
             n_components=int(n_components),
             scope=scope,
             max_iter=int(max_iter),
             tol=float(tol),
             candidates=candidates,
         )
+        if backend != "sklearn":
+            # The sklearn backend keeps the first version's fit parameters (one key per NMF problem).
+            params.update(backend=backend, dtype=dtype)
+        super().__init__(**params)
         self.candidates = candidates
         self.n_components = int(n_components)
         self.scope = scope
         self.max_iter = int(max_iter)
         self.tol = float(tol)
+        self.backend = backend
+        self.dtype = dtype
 
-    def _fit_nmf(self, x: np.ndarray, seed: int, what: str) -> NMF:
+    def _fit_nmf(self, x: np.ndarray, seed: int, what: str, device: torch.device | str = "cpu") -> FittedNMF:
         r = min(self.n_components, x.shape[0], x.shape[1])
         if r < self.n_components:
             log.warning("ice: %s has only %d positions x %d channels; using %d components", what, *x.shape, r)
+        if self.backend == "torch":
+            return fit_nmf(
+                x, r, max_iter=self.max_iter, tol=self.tol, seed=seed, device=device, dtype=self.dtype
+            )
         nmf = NMF(n_components=r, init="nndsvda", max_iter=self.max_iter, tol=self.tol, random_state=seed)
         # One BLAS thread: a class's NMF is thousands of small products, where OpenBLAS's threads only
         # synchronise; on this 2-core machine under load one class took 5.3 s with 2 threads, 0.21 s with 1.
@@ -113,7 +158,7 @@ class ICE(Interpreter):
 
     def fit(self, ctx: InterpretContext, indices: np.ndarray, seed: int) -> ICEFit:
         """Args:
-            ctx: the context.
+            ctx: the context (its cache holds the per-class checkpoints; ``n_jobs`` classes run at once).
             indices: train indices to learn from.
             seed: NMF random_state.
 
@@ -122,18 +167,62 @@ class ICE(Interpreter):
         """
         indices = np.asarray(indices)
         if self.scope == "global":
-            return ICEFit({-1: self._fit_nmf(ctx.train.positions(indices), seed, "the coreset")}, "global")
+            x = ctx.train.positions(indices)
+            return ICEFit({-1: self._fit_nmf(x, seed, "the coreset", ctx.device)}, "global")
         labels = ctx.train.labels[indices]
-        nmfs = {}
+        groups: dict[int, np.ndarray] = {}
         for c in ctx.train.classes():
             sel = indices[labels == c]
             if len(sel) == 0:
                 raise ValueError(f"ice: class {c} has no selected train samples")
-            nmfs[int(c)] = self._fit_nmf(ctx.train.positions(sel), seed, f"class {c}")
-        return ICEFit(nmfs, "class")
+            groups[int(c)] = sel
+        specs = {c: self._class_spec(ctx, c, sel, seed) for c, sel in groups.items()}
+        nmfs: dict[int, FittedNMF] = {}
+        # A context without a cache (unit tests on bare activation stores) fits without checkpoints.
+        cache = ctx.cache
+        for c, spec in specs.items():
+            if cache is not None and cache.exists("fit", spec_key(spec)):
+                nmfs[c] = cache.get_or_compute_pickle("fit", spec, _missing, record=False)[0]
+        todo = [c for c in groups if c not in nmfs]
+        if nmfs and todo:
+            log.info("ice: %d of %d classes from checkpoints; fitting %d", len(nmfs), len(groups), len(todo))
+
+        def work(c: int) -> FittedNMF:
+            return self._fit_nmf(ctx.train.positions(groups[c]), seed, f"class {c}", ctx.device)
+
+        def checkpoint(i: int, nmf: FittedNMF) -> None:
+            c = todo[i]
+            if cache is not None:
+                cache.get_or_compute_pickle("fit", specs[c], lambda: nmf, record=False)
+            nmfs[c] = nmf
+
+        parallel_map(
+            work,
+            todo,
+            ctx.n_jobs,
+            on_result=checkpoint,
+            progress=ctx.progress and len(todo) > 1,
+            desc="ice classes",
+        )
+        return ICEFit({c: nmfs[c] for c in groups}, "class")
+
+    def _class_spec(self, ctx: InterpretContext, c: int, rows: np.ndarray, seed: int) -> dict[str, Any]:
+        """What determines one class's NMF: the method, the seed, the train activations and its rows."""
+        digest = hashlib.sha256(np.ascontiguousarray(rows, dtype=np.int64).tobytes()).hexdigest()[:20]
+        return {
+            "interpreter": self.name,
+            "part": "class_nmf",
+            "params": self.params(),
+            "seed": int(seed),
+            "train": ctx.model_key,
+            "class": int(c),
+            "rows": digest,
+        }
 
     @staticmethod
-    def _reconstruct(nmf: NMF, x: np.ndarray) -> np.ndarray:
+    def _reconstruct(nmf: FittedNMF, x: np.ndarray) -> np.ndarray:
+        if not isinstance(nmf, NMF):
+            return (nmf.transform(x) @ nmf.components_).astype(np.float32)
         with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
             warnings.simplefilter("ignore", ConvergenceWarning)
             w = nmf.transform(x)
@@ -258,3 +347,7 @@ class ICE(Interpreter):
             "nmf_components": int(sum(n.n_components_ for n in fit.nmfs.values())),
             "nmf_error": float(np.mean(errs)),
         }
+
+
+def _missing() -> Any:
+    raise RuntimeError("ice: a class checkpoint vanished between its check and its read")

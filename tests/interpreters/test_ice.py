@@ -104,7 +104,21 @@ def test_bad_parameters_and_empty_classes(synthetic: InterpretContext) -> None:
         ICE(scope="image")
     with pytest.raises(ValueError, match="class 1 has no selected train samples"):
         ICE().fit(synthetic, np.arange(20), seed=0)
+    with pytest.raises(ValueError, match="backend"):
+        ICE(backend="numpy")
+    with pytest.raises(ValueError, match="dtype"):
+        ICE(dtype="float16")
     assert get_interpreter("ice", n_components=4).params() == {
+        "n_components": 4,
+        "scope": "class",
+        "max_iter": 200,
+        "tol": 0.0,
+        "candidates": 5,
+        "backend": "torch",
+        "dtype": "float32",
+    }
+    # The sklearn backend keeps the first version's fit parameters (plus the evaluation's candidates).
+    assert get_interpreter("ice", n_components=4, backend="sklearn").params() == {
         "n_components": 4,
         "scope": "class",
         "max_iter": 200,
