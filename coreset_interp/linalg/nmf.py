@@ -422,10 +422,11 @@ def fit_nmf(
     with _serial(xt) if xt.numel() < SERIAL_ELEMENTS else nullcontext():
         wt, h = nndsvda_init(xt, n_components, seed=seed)
         n_iter = _hals(xt, wt, h, max_iter, tol, block_bytes=block_bytes)
+        err = frobenius_error(xt, wt, h)
     return TorchNMF(
         components_=h.cpu().numpy(),
         n_components_=int(n_components),
-        reconstruction_err_=frobenius_error(xt, wt, h),
+        reconstruction_err_=err,
         n_iter_=int(n_iter),
         max_iter=int(max_iter),
         tol=float(tol),
