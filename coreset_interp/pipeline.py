@@ -226,7 +226,12 @@ def select_coreset(
     source = params.pop("source_model", None)
     if source is not None:
         features, feat_key = _source_features(ws, cfg, dict(source))
-    selector = get_selector(str(scfg["name"]), **params)
+    # One selector per (name, params) and job: selectors may keep per-class work that does not depend on
+    # rho (DGPruning's kNN graphs) for the job's other ratios.
+    sel_key = ("selector", str(scfg["name"]), spec_key(params), feat_key)
+    if sel_key not in ws.extras:
+        ws.extras[sel_key] = get_selector(str(scfg["name"]), **params)
+    selector = ws.extras[sel_key]
     spec = {
         "selector": str(scfg["name"]),
         "params": params,
