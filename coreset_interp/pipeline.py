@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from coreset_interp.cache import ArtifactCache, spec_key
 from coreset_interp.data import ImageDataset, build_dataset
+from coreset_interp.devices import job_gpu
 from coreset_interp.interpreters import ClassPhi, InterpretContext, Interpreter, get_interpreter
 from coreset_interp.metrics.shape import angular_distance_prepared, prepare
 from coreset_interp.models import ModelAdapter, load_model, model_spec
@@ -45,12 +46,19 @@ def resolve_device(name: str) -> torch.device:
         name: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
 
     Returns:
-        The torch device (``auto`` = cuda when available).
+        The torch device (``auto`` = cuda when available; ``auto``/``cuda`` in a parallel joblib sweep on
+        a node with several GPUs = a GPU of the worker's own, see :mod:`coreset_interp.devices`).
     """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={name} but no CUDA device is available; use device=cpu or auto")
+    if name == "cuda":
+        # A worker of a parallel joblib sweep on a multi-GPU node takes a GPU of its own.
+        gpu = job_gpu(torch.cuda.device_count())
+        if gpu is not None:
+            torch.cuda.set_device(gpu)
+            return torch.device(f"cuda:{gpu}")
     return torch.device(name)
 
 
