@@ -206,13 +206,15 @@ def hals_rows(m: torch.Tensor, a: torch.Tensor, g: torch.Tensor, violation: bool
     coef[dead, dead] = -1
     total = m.new_zeros(()) if violation else None
     buf = torch.empty_like(m[0])
+    # Views made once: on small problems the per-call overhead of indexing dominates the arithmetic.
+    m_rows, a_rows, c_rows = m.unbind(0), a_s.unbind(0), coef.unbind(0)
     for t in range(m.shape[0]):
         if total is not None:
             grad = g[t] @ m - a[t]
-            pg = torch.where(m[t] == 0, grad.clamp(max=0), grad)
+            pg = torch.where(m_rows[t] == 0, grad.clamp(max=0), grad)
             total += pg.abs().sum()
-        torch.sub(a_s[t], coef[t] @ m, out=buf)
-        torch.clamp(buf, min=0, out=m[t])
+        torch.sub(a_rows[t], c_rows[t] @ m, out=buf)
+        torch.clamp(buf, min=0, out=m_rows[t])
     return float(total) if total is not None else 0.0
 
 
