@@ -6,15 +6,15 @@ uniform noise), factorised with r = ``--rank`` components and ``--iters`` iterat
 200, tol 0) by:
 
 - ``sklearn_1thread``: scikit-learn's NMF as ICE ran it in the first version (one BLAS thread);
-- ``sklearn_Nthreads``: the same with the job's whole CPU budget (``N`` = the CPUs this process may use);
-- ``torch_1thread`` / ``torch_Nthreads``: :func:`coreset_interp.linalg.nmf.fit_nmf` (float32, single-pass
-  blocked sweeps) with one thread and with the whole budget.
+- ``torch_1thread``: :func:`coreset_interp.linalg.nmf.fit_nmf` (float32, single-pass blocked sweeps);
+- ``torch_Nclasses_parallel``: ICE's class-parallel fit on the job's N CPUs (N classes of the same size at
+  once, one thread each, through :func:`coreset_interp.parallel.parallel_map`), seconds per class;
+- ``*_{1,N}thread(s)_Kiters``: each backend on one class with 1 and N threads over ``--thread-iters``
+  iterations (is the one-thread pinning still right?).
 
 It prints seconds and objectives ||X - WH||_F, the objective of each torch run relative to scikit-learn's,
-and ``ice_torch_speedup`` = t(sklearn, 1 thread, today's pinning) / t(best torch run) for the one-class fit.
-Class-parallel ICE runs n_jobs classes with CPUs / n_jobs threads each, so the 1-thread rows are also what
-each worker of a class-parallel fit sees. The load average is printed beside the numbers: the machine may be
-shared, and then all rows slow down together (they run in alternating order to share the same load).
+and ``ice_torch_speedup`` = t(sklearn, 1 thread, today's ICE) / t(best torch run, per class). The load
+average is printed beside the numbers: the machine may be shared, and then every row slows down.
 
 Usage::
 
@@ -33,13 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from sklearn.decomposition import NMF
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 from coreset_interp.linalg.nmf import fit_nmf
-from coreset_interp.parallel import available_cpus, thread_budget
+from coreset_interp.parallel import available_cpus, parallel_map, thread_budget
 
 
 def synthetic_class(rows: int, cols: int, rank: int, seed: int) -> np.ndarray:
@@ -74,6 +73,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--rank", type=int, default=10)
     ap.add_argument("--true-rank", type=int, default=10)
     ap.add_argument("--iters", type=int, default=200)
+    ap.add_argument("--thread-iters", type=int, default=20, help="iterations of the thread-scaling rows")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -81,19 +81,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     x = synthetic_class(args.rows, args.cols, args.true_rank, seed=0)
     print(f"class {args.rows} x {args.cols}, r={args.rank}, {args.iters} iterations, {cpus} CPUs")
     runs: dict[str, dict[str, Any]] = {}
-    plan = [("sklearn", 1), ("torch", 1)]
-    if cpus > 1:
-        plan += [("torch", cpus), ("sklearn", cpus)]
-    for backend, threads in plan:
-        load = os.getloadavg()[0]
-        fn = run_sklearn if backend == "sklearn" else run_torch
-        res = fn(x, args.rank, args.iters, threads)
+
+    def record(name: str, res: dict[str, Any], load: float) -> None:
         res["load_before"] = load
-        name = f"{backend}_{threads}thread" + ("s" if threads > 1 else "")
         runs[name] = res
-        print(f"  {name:<18} {res['seconds']:8.2f} s  objective {res['objective']:.6g}  (load {load:.1f})")
+        print(f"  {name:<28} {res['seconds']:8.2f} s  objective {res['objective']:.6g}  (load {load:.1f})")
+
+    record("sklearn_1thread", run_sklearn(x, args.rank, args.iters, 1), os.getloadavg()[0])
+    record("torch_1thread", run_torch(x, args.rank, args.iters, 1), os.getloadavg()[0])
+    if cpus > 1:
+        # ICE's class-parallel fit on this budget: cpus classes at once, one thread each (per-class seconds).
+        load = os.getloadavg()[0]
+        xs = [x] + [synthetic_class(args.rows, args.cols, args.true_rank, seed=s) for s in range(1, cpus)]
+        start = time.perf_counter()
+        objs = parallel_map(
+            lambda xi: fit_nmf(xi, args.rank, max_iter=args.iters).reconstruction_err_, xs, cpus, cpus=cpus
+        )
+        wall = time.perf_counter() - start
+        par = {"seconds": wall / cpus, "objective": objs[0], "wall": wall}
+        record(f"torch_{cpus}classes_parallel", par, load)
+        # Thread scaling of each backend on one class, over --thread-iters iterations.
+        for backend, fn in (("sklearn", run_sklearn), ("torch", run_torch)):
+            for threads in (1, cpus):
+                load = os.getloadavg()[0]
+                name = f"{backend}_{threads}thread{'s' if threads > 1 else ''}_{args.thread_iters}iters"
+                record(name, fn(x, args.rank, args.thread_iters, threads), load)
     ref = runs["sklearn_1thread"]
-    torch_runs = {k: v for k, v in runs.items() if k.startswith("torch")}
+    torch_runs = {k: v for k, v in runs.items() if k.startswith("torch") and "iters" not in k}
     best = min(torch_runs, key=lambda k: torch_runs[k]["seconds"])
     for v in torch_runs.values():
         v["objective_vs_sklearn"] = v["objective"] / ref["objective"]
@@ -102,21 +116,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "rank": args.rank,
         "iterations": args.iters,
         "cpus": cpus,
-        "torch_threads_max": torch.get_num_threads(),
         "runs": runs,
         "best_torch": best,
         "ice_torch_speedup": ref["seconds"] / torch_runs[best]["seconds"],
-        "objective_rel_diff": abs(torch_runs[best]["objective"] / ref["objective"] - 1.0),
+        "ice_torch_speedup_one_thread": ref["seconds"] / runs["torch_1thread"]["seconds"],
+        "objective_rel_diff": abs(runs["torch_1thread"]["objective"] / ref["objective"] - 1.0),
         "load_after": os.getloadavg()[0],
     }
-    if "sklearn_1thread" in runs and f"sklearn_{cpus}threads" in runs:
-        out["sklearn_threads_speedup"] = ref["seconds"] / runs[f"sklearn_{cpus}threads"]["seconds"]
+    if cpus > 1:
+        ti = args.thread_iters
+        for backend in ("sklearn", "torch"):
+            one = runs[f"{backend}_1thread_{ti}iters"]["seconds"]
+            out[f"{backend}_threads_speedup"] = one / runs[f"{backend}_{cpus}threads_{ti}iters"]["seconds"]
     print(
-        f"ice_torch_speedup = {out['ice_torch_speedup']:.2f} ({best}); objective within "
+        f"ice_torch_speedup = {out['ice_torch_speedup']:.2f} ({best}; one thread vs one thread: "
+        f"{out['ice_torch_speedup_one_thread']:.2f}); objective within "
         f"{100 * out['objective_rel_diff']:.3f} % of scikit-learn's"
     )
-    if "sklearn_threads_speedup" in out:
-        print(f"scikit-learn with {cpus} threads vs 1: {out['sklearn_threads_speedup']:.2f}x")
+    if cpus > 1:
+        print(
+            f"{cpus} threads vs 1 over {args.thread_iters} iterations: scikit-learn "
+            f"{out['sklearn_threads_speedup']:.2f}x, torch {out['torch_threads_speedup']:.2f}x"
+        )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1))
