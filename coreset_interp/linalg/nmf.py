@@ -267,14 +267,17 @@ def _sweep(x: torch.Tensor, wt: torch.Tensor, h: torch.Tensor, rows: int, check:
         viol = 0.0
         b = torch.zeros_like(h)
         g2 = torch.zeros_like(g)
-        for s in range(0, n, rows):
-            xb = x[s : s + rows]
-            wb = wt[:, s : s + rows]
-            a = h @ xb.T
-            with _serial(x):
+        # Cache-sized blocks are short kernels too: with 2 threads on 2 cores, 20 sweeps of a 63,700 x 2048
+        # class took 62.8 s against 17.1 s with 1 (scripts/bench_nmf.py); CPU parallelism comes from
+        # fitting classes side by side (coreset_interp.parallel).
+        with _serial(x):
+            for s in range(0, n, rows):
+                xb = x[s : s + rows]
+                wb = wt[:, s : s + rows]
+                a = h @ xb.T
                 viol += hals_rows(wb, a, g, check)
-            b += wb @ xb
-            g2 += wb @ wb.T
+                b += wb @ xb
+                g2 += wb @ wb.T
     with _serial(x):
         return viol + hals_rows(h, b, g2, check)
 
