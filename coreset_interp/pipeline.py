@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from coreset_interp.cache import ArtifactCache, spec_key
 from coreset_interp.comparisons import ComparedFit, compare_class_outer, resolve_backend
 from coreset_interp.data import ImageDataset, build_dataset
+from coreset_interp.devices import job_gpu
 from coreset_interp.interpreters import ClassPhi, InterpretContext, Interpreter, get_interpreter
 from coreset_interp.models import ModelAdapter, load_model, model_spec
 from coreset_interp.models.activations import ActivationStore
@@ -46,12 +47,19 @@ def resolve_device(name: str) -> torch.device:
         name: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
 
     Returns:
-        The torch device (``auto`` = cuda when available).
+        The torch device (``auto`` = cuda when available; ``auto``/``cuda`` in a parallel joblib sweep on
+        a node with several GPUs = a GPU of the worker's own, see :mod:`coreset_interp.devices`).
     """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={name} but no CUDA device is available; use device=cpu or auto")
+    if name == "cuda":
+        # A worker of a parallel joblib sweep on a multi-GPU node takes a GPU of its own.
+        gpu = job_gpu(torch.cuda.device_count())
+        if gpu is not None:
+            torch.cuda.set_device(gpu)
+            return torch.device(f"cuda:{gpu}")
     return torch.device(name)
 
 
@@ -230,7 +238,12 @@ def select_coreset(
     source = params.pop("source_model", None)
     if source is not None:
         features, feat_key = _source_features(ws, cfg, dict(source))
-    selector = get_selector(str(scfg["name"]), **params)
+    # One selector per (name, params) and job: selectors may keep per-class work that does not depend on
+    # rho (DGPruning's kNN graphs) for the job's other ratios.
+    sel_key = ("selector", str(scfg["name"]), spec_key(params), feat_key)
+    if sel_key not in ws.extras:
+        ws.extras[sel_key] = get_selector(str(scfg["name"]), **params)
+    selector = ws.extras[sel_key]
     spec = {
         "selector": str(scfg["name"]),
         "params": params,

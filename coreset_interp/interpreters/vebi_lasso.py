@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy.linalg import blas
 from sklearn.linear_model import lars_path_gram
 
@@ -83,7 +84,12 @@ class LowerGram:
 
 
 def accumulate_gram(
-    E: np.ndarray, rows: np.ndarray, targets: np.ndarray, num_classes: int, batch: int = 1024
+    E: np.ndarray,
+    rows: np.ndarray,
+    targets: np.ndarray,
+    num_classes: int,
+    batch: int = 1024,
+    device: torch.device | str | None = None,
 ) -> tuple[LowerGram, np.ndarray]:
     """E^T E and E^T L over some rows, read in batches.
 
@@ -93,12 +99,17 @@ def accumulate_gram(
         targets: class index of each selected row (one-hot columns of L).
         num_classes: columns of L.
         batch: rows read per step.
+        device: None = NumPy/BLAS on the CPU (syrk on the lower triangle); a torch device = the products
+            in torch on that device, each batch moved there and accumulated in float64 (a GPU forms a
+            ResNet50-sized 22.7k x 22.7k Gram in seconds). Both give the same matrices up to rounding.
 
     Returns:
         (E^T E as a :class:`LowerGram`, float64; E^T L, U x num_classes float64).
     """
     rows = np.asarray(rows, dtype=np.int64)
     targets = np.asarray(targets, dtype=np.int64)
+    if device is not None:
+        return _accumulate_gram_torch(E, rows, targets, num_classes, batch, torch.device(device))
     units = E.shape[1]
     # Fortran order lets BLAS syrk update the lower triangle in place, with half the flops of a product.
     gram = np.zeros((units, units), dtype=np.float64, order="F")
@@ -111,6 +122,24 @@ def accumulate_gram(
         onehot[targets[start : start + batch], np.arange(len(x))] = 1.0
         xy += onehot @ x
     return LowerGram(gram), xy.T.copy()
+
+
+def _accumulate_gram_torch(
+    E: np.ndarray, rows: np.ndarray, targets: np.ndarray, num_classes: int, batch: int, device: torch.device
+) -> tuple[LowerGram, np.ndarray]:
+    """:func:`accumulate_gram` in torch on ``device`` (float64 accumulation)."""
+    units = E.shape[1]
+    gram = torch.zeros(units, units, dtype=torch.float64, device=device)
+    xy = torch.zeros(num_classes, units, dtype=torch.float64, device=device)
+    for start in range(0, len(rows), max(1, batch)):
+        x = torch.from_numpy(np.asarray(E[rows[start : start + batch]])).to(device, torch.float64)
+        gram.addmm_(x.T, x)
+        t = torch.from_numpy(targets[start : start + batch]).to(device)
+        xy.index_add_(0, t, x)
+    full = gram.cpu().numpy()
+    # The product is symmetric, so its transpose (a Fortran-ordered view, no copy) holds the lower
+    # triangle in the layout LowerGram reads.
+    return LowerGram(full.T), xy.T.cpu().numpy().copy()
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ chosen to keep that near 64 MiB. A 1300-sample class is one block (13.5 MB); a 1
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import numpy as np
@@ -127,7 +128,12 @@ def symmetric_graph(nbr: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def d2_message_passing(
-    feats: np.ndarray, m: int, k: int = 5, gamma_r: float = 0.1, block_rows: int | None = None
+    feats: np.ndarray,
+    m: int,
+    k: int = 5,
+    gamma_r: float = 0.1,
+    block_rows: int | None = None,
+    knn: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Select ``m`` samples of one class with steps 1-5 of the module docstring.
 
@@ -137,13 +143,14 @@ def d2_message_passing(
         k: neighbours of the kNN graph.
         gamma_r: decay of the reverse message passing.
         block_rows: rows per kNN distance block (``None``: automatic).
+        knn: ``knn_search(feats, k)`` when already known (it does not depend on ``m``).
 
     Returns:
         (m,) int64 positions, in the order they were picked.
     """
     n = feats.shape[0]
     score = np.linalg.norm(feats - feats.mean(axis=0), axis=1)
-    nbr, dist = knn_search(feats, k, block_rows)
+    nbr, dist = knn if knn is not None else knn_search(feats, k, block_rows)
     tau = float(np.median(dist))
     if tau <= 0.0:
         tau = 1.0
@@ -183,6 +190,9 @@ class DGPruningSelector(Selector):
             raise ValueError(f"gamma_r must be a finite non-negative number, got {gamma_r!r}")
         self.k = k
         self.gamma_r = float(gamma_r)
+        # kNN graph per class, by a digest of the class's features: the graph does not depend on rho,
+        # so one selector reused across a job's ratios builds each class's graph once.
+        self._graphs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def params(self) -> dict[str, float | int]:
         """Returns:
@@ -201,4 +211,14 @@ class DGPruningSelector(Selector):
             return rng.choice(n, size=m, replace=False).astype(np.int64)
         if m == n:
             return np.arange(n, dtype=np.int64)
-        return d2_message_passing(feats_c, m, self.k, self.gamma_r)
+        return d2_message_passing(feats_c, m, self.k, self.gamma_r, knn=self._knn(feats_c))
+
+    def _knn(self, feats_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The class's kNN graph, built on first use and kept for the selector's later ratios."""
+        x = np.ascontiguousarray(feats_c)
+        h = hashlib.blake2b(x.view(np.uint8), digest_size=20)
+        h.update(f"{x.shape}{x.dtype}{self.k}".encode())
+        key = h.hexdigest()
+        if key not in self._graphs:
+            self._graphs[key] = knn_search(x, self.k)
+        return self._graphs[key]
