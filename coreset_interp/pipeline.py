@@ -569,6 +569,7 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
     cache = ArtifactCache.from_config(cfg)
     log.info(cache.check())
     ws = build_workspace(cfg, cache)
+    interp.bind(ws.device)
     progress = bool(cfg.get("progress", True))
     ctx = ws.context(cfg)
     model_accuracy = float(np.mean(ws.val.preds == ws.val.labels))

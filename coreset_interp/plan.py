@@ -2,8 +2,8 @@
 
 Takes the main command's Hydra overrides (``-m`` for a sweep: the sweeper's params and comma lists are
 expanded and each combination is composed with Hydra's compose API, nothing is launched) and prints a table
-per stage (extraction passes, selection, fits, evaluations, comparisons, null reference) with disk, peak
-RAM and estimated time, from the cost model of :mod:`coreset_interp.plan_costs` on a device profile
+per stage (extraction passes, selection, fits, evaluations, comparisons, null reference, noise floor) with
+disk, peak RAM and estimated time, from the cost model of :mod:`coreset_interp.plan_costs` on a device profile
 (``plan.device=local|cpu|a100|h100``; ``--calibrate`` measures this machine first). Work shared by jobs
 through the artifact cache (extraction per model, full-data fits per (model, interpreter), the null
 reference) is counted once, and what the cache already holds is listed and priced at zero.
@@ -28,7 +28,15 @@ from typing import Any
 from coreset_interp import plan_costs as pc
 from coreset_interp.cache import ArtifactCache, spec_key
 
-STAGES = ("extraction passes", "selection", "fits", "evaluations", "comparisons", "null reference")
+STAGES = (
+    "extraction passes",
+    "selection",
+    "fits",
+    "evaluations",
+    "comparisons",
+    "null reference",
+    "noise floor",
+)
 #: Known sizes of the embedded / installed datasets: (train, val, classes, decoded from JPEG files).
 KNOWN_SIZES = {
     "digits": (1438, 359, 10, False),
@@ -155,13 +163,10 @@ class KeyOracle:
         """Key of :func:`coreset_interp.pipeline.activations_for`'s artifact."""
         if not self.ok:
             return None
-        import torch
-
         from coreset_interp.models.extraction import store_spec
         from coreset_interp.models.loader import compute_precision
 
-        name = str(self.cfg.get("device", "auto"))
-        device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+        device = _job_device(self.cfg)
         autocast = bool((self.cfg.get("extract") or {}).get("autocast", True))
         spec = store_spec(
             self.model_spec(mcfg, self.dataset),
@@ -175,6 +180,14 @@ class KeyOracle:
     def checkpoint(self, mcfg: dict[str, Any]) -> str | None:
         """Key of a trained model's checkpoint."""
         return spec_key(self.model_spec(mcfg, self.dataset)) if self.ok else None
+
+
+def _job_device(cfg: dict[str, Any]) -> Any:
+    """The device a job of ``cfg`` would run on (``auto`` = CUDA when present), without failing."""
+    import torch
+
+    name = str(cfg.get("device", "auto"))
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
 
 
 def null_model_cfg(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -199,6 +212,7 @@ def plan_job(cfg: dict[str, Any], profile: pc.Profile, name: str, ice_backend: s
     from coreset_interp.comparisons import comparison_key
     from coreset_interp.interpreters import get_interpreter
     from coreset_interp.pipeline import _fit_spec, ratios_from_percents
+    from coreset_interp.reality import bootstrap_key, bootstrap_seed
 
     s = shapes(cfg)
     icfg = cfg["interpreter"]
@@ -206,8 +220,11 @@ def plan_job(cfg: dict[str, Any], profile: pc.Profile, name: str, ice_backend: s
     params = dict(icfg.get("params") or {})
     if iname == "ice" and ice_backend is not None:
         params["backend"] = ice_backend
+    if iname == "ice" and params.get("backend", "auto") == "auto":
+        # As ICE.bind resolves it on the job's device: torch on a GPU, scikit-learn on CPU cores.
+        params["backend"] = "torch" if profile.gpu else "sklearn"
     try:
-        interp: Any = get_interpreter(iname, **dict(icfg.get("params") or {}))
+        interp: Any = get_interpreter(iname, **params)
     except Exception:  # noqa: BLE001 - keys are optional; costs do not need the interpreter object
         interp = None
     selector = str(cfg["selector"]["name"])
@@ -371,6 +388,39 @@ def plan_job(cfg: dict[str, Any], profile: pc.Profile, name: str, ice_backend: s
                 ncost,
                 "comparison",
                 _comparison_keys(interp, full_key, [nfull], alpha, kval, nkval, comparison_key),
+            )
+        )
+    floor_n = int(cfg["metric"].get("floor_resamples", 2)) if cfg["metric"].get("floor") else 0
+    for b in range(floor_n):
+        bkey = None
+        if interp is not None and ktrain is not None:
+            spec = _fit_spec(
+                interp,
+                SimpleNamespace(model_key=ktrain),
+                bootstrap_seed(seed, b),
+                bootstrap_key(ktrain, seed, b),
+            )
+            bkey = spec_key(spec)
+        cost = pc.fit(profile, s, iname, params, 1.0)
+        add(
+            Unit(
+                "noise floor",
+                ("floor_fit", model_id, data_id, icfg_id, seed, b),
+                f"bootstrap fit {b}",
+                cost,
+                "fit",
+                bkey,
+            )
+        )
+    if floor_n:
+        # Every pair of resamples, and each resample against the full-data fit.
+        pairs = floor_n * (floor_n - 1) // 2 + floor_n
+        add(
+            Unit(
+                "noise floor",
+                ("floor_compare", model_id, data_id, icfg_id, seed, alpha, floor_n),
+                "Phi between resamples",
+                pc.comparisons(profile, s, iname, params, pairs),
             )
         )
     return job

@@ -42,6 +42,29 @@ log = logging.getLogger(__name__)
 REALITY_VERSION = 2
 
 
+def bootstrap_key(model_key: str, seed: int, draw: int) -> str:
+    """Args:
+        model_key: the train activations' key.
+        seed: the job's interpretation seed.
+        draw: the resample's number.
+
+    Returns:
+        The coreset key of bootstrap resample ``draw`` (its fit is keyed like a coreset fit).
+    """
+    return "bootstrap-" + spec_key({"train": model_key, "seed": seed, "draw": draw})
+
+
+def bootstrap_seed(seed: int, draw: int) -> int:
+    """Args:
+        seed: the job's interpretation seed.
+        draw: the resample's number.
+
+    Returns:
+        The interpretation seed of resample ``draw``'s fit (each resample has its own).
+    """
+    return seed + 1 + draw
+
+
 def bootstrap_indices(labels: np.ndarray, seed: int, draw: int) -> np.ndarray:
     """A class-stratified bootstrap resample of the train split.
 
@@ -115,8 +138,8 @@ def noise_floor(
         fits = []
         for b in range(resamples):
             idx = bootstrap_indices(ctx.train.labels, seed, b)
-            key = "bootstrap-" + spec_key({"train": ctx.model_key, "seed": seed, "draw": b})
-            fits.append(fit_interpreter(interp, ctx, idx, seed + 1 + b, key)[0])
+            key = bootstrap_key(ctx.model_key, seed, b)
+            fits.append(fit_interpreter(interp, ctx, idx, bootstrap_seed(seed, b), key)[0])
         pairs = [
             _summary(PhiComparer(interp, ctx, fits[a], alpha).per_class(fits[b]))
             for a, b in itertools.combinations(range(resamples), 2)

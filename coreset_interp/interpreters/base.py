@@ -92,6 +92,15 @@ class Interpreter(ABC):
         """
         return frozenset({"maps"})
 
+    def bind(self, device: torch.device) -> None:
+        """Settle choices that depend on the job's device before any fit is keyed (default: none; ICE
+        resolves ``backend: auto`` here).
+
+        Args:
+            device: the job's torch device.
+        """
+        return None
+
     def prepare(self, ctx: InterpretContext) -> dict[str, Any]:
         """Per-model work that every fit of the method shares (e.g. VEBI's unit features of the whole train
         split, computed in the same kind of pass as the activations), done once per job before any fit so
