@@ -222,6 +222,27 @@ class ArtifactCache:
         """
         return self.path(kind, key).is_dir()
 
+    def sound(self, kind: str, key: str) -> bool:
+        """Whether an artifact is published and passes its manifest, for callers that read its files
+        without :meth:`get_or_compute` (the chunks of an activation store). A damaged one is set aside
+        under its lock with one warning naming the file, so that its builder rebuilds it.
+
+        Args:
+            kind: artifact kind.
+            key: artifact key.
+
+        Returns:
+            True when it can be read as it is.
+        """
+        final = self.path(kind, key)
+        warned: list[str] = []
+        if not final.is_dir() or self._usable(final, None, warned):
+            return final.is_dir()
+        with self._lock(kind, key):
+            if final.exists() and not self._usable(final, None, warned):
+                _discard(final, key)
+        return False
+
     def lock(self, kind: str, key: str) -> ArtifactLock:
         """The lock of one artifact (for tools that must not touch an artifact a job is building).
 

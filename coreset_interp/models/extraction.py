@@ -435,7 +435,8 @@ def _missing(
 ) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
     for i, rows in enumerate(chunks):
-        lack = [p for p in parts if not cache.exists(*chunk_key(key, p, rows)[:2])]
+        # A damaged chunk (truncated maps, say) counts as missing: it is rebuilt like one never written.
+        lack = [p for p in parts if not cache.sound(*chunk_key(key, p, rows)[:2])]
         if lack:
             out[i] = lack
     return out
