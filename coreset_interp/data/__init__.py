@@ -6,17 +6,23 @@ from typing import Any
 
 from coreset_interp.data.base import SPLITS, ImageDataset
 from coreset_interp.data.digits import DigitsDataset
+from coreset_interp.data.fashion_mnist import FashionMNISTDataset
 from coreset_interp.data.imagefolder import ImageFolderDataset
 from coreset_interp.registry import Registry
 
 DATASETS: Registry[ImageDataset] = Registry("dataset")
 # Config keys that describe how a dataset pairs with models, not the data itself.
-_MODEL_KEYS = ("name", "model_weights", "stem")
+_MODEL_KEYS = ("name", "model_weights", "stem", "train_epochs", "train_target_accuracy", "train_min_accuracy")
 
 
 @DATASETS.register("digits")
 def _digits(image_size: int = 32, val_fraction: float = 0.2, split_seed: int = 0) -> ImageDataset:
     return DigitsDataset(image_size=image_size, val_fraction=val_fraction, split_seed=split_seed)
+
+
+@DATASETS.register("fashion_mnist")
+def _fashion_mnist(**params: Any) -> ImageDataset:
+    return FashionMNISTDataset(**params)
 
 
 @DATASETS.register("imagenet")

@@ -1,0 +1,90 @@
+"""Class subsets (``dataset.classes``): which classes of a dataset a job runs on, and per-class caps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def choose_classes(
+    classes: Any, names: Sequence[str], seed: int | None = None, dataset: str = "dataset"
+) -> list[int]:
+    """Resolve ``dataset.classes`` to class indices.
+
+    Args:
+        classes: None (every class), an integer k (the first k in index order, or k drawn with ``seed``),
+            or a list of class names (ImageNet: wnids; image folders: folder names) or indices.
+        names: the dataset's class names in index order.
+        seed: seed of a random choice of k classes; None = the first k.
+        dataset: dataset name for error messages.
+
+    Returns:
+        Sorted class indices.
+    """
+    n = len(names)
+    if classes is None:
+        return list(range(n))
+    if isinstance(classes, bool):
+        raise ValueError(f"{dataset}: dataset.classes must be null, an integer or a list, got {classes!r}")
+    if isinstance(classes, int):
+        k = int(classes)
+        if not 1 <= k <= n:
+            raise ValueError(f"{dataset}: dataset.classes={k} must be between 1 and {n}")
+        if seed is None:
+            return list(range(k))
+        rng = np.random.default_rng(int(seed))
+        return sorted(int(c) for c in rng.choice(n, size=k, replace=False))
+    if isinstance(classes, str):
+        classes = [c for c in classes.replace(",", " ").split() if c]
+    items = list(classes)
+    if not items:
+        raise ValueError(f"{dataset}: dataset.classes is an empty list")
+    index = {name: i for i, name in enumerate(names)}
+    out: list[int] = []
+    unknown: list[str] = []
+    for item in items:
+        if isinstance(item, int) and not isinstance(item, bool):
+            if 0 <= item < n:
+                out.append(int(item))
+            else:
+                unknown.append(str(item))
+        elif str(item) in index:
+            out.append(index[str(item)])
+        else:
+            unknown.append(str(item))
+    if unknown:
+        preview = ", ".join(list(names)[:3])
+        raise ValueError(
+            f"{dataset}: dataset.classes has {len(unknown)} unknown class(es) {unknown[:5]}; "
+            f"valid: {n} class names ({preview}, ...) or indices 0..{n - 1}"
+        )
+    dupes = sorted({names[c] for c in out if out.count(c) > 1})
+    if dupes:
+        raise ValueError(f"{dataset}: dataset.classes lists {dupes[:5]} more than once")
+    return sorted(out)
+
+
+def cap_per_class(labels: np.ndarray, class_ids: Sequence[int], cap: int | None) -> np.ndarray:
+    """Positions of the samples a split keeps: those of the chosen classes, at most ``cap`` per class
+    (the first ones in the split's order).
+
+    Args:
+        labels: int labels of the whole split.
+        class_ids: the chosen classes.
+        cap: at most this many per class; None keeps all.
+
+    Returns:
+        Sorted int64 positions into ``labels``.
+    """
+    labels = np.asarray(labels)
+    if cap is not None and int(cap) < 1:
+        raise ValueError(f"max_per_class must be a positive integer or null, got {cap}")
+    keep = []
+    for c in class_ids:
+        idx = np.flatnonzero(labels == c)
+        keep.append(idx if cap is None else idx[: int(cap)])
+    if not keep:
+        return np.zeros(0, dtype=np.int64)
+    return np.sort(np.concatenate(keep)).astype(np.int64)
