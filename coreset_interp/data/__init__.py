@@ -12,7 +12,16 @@ from coreset_interp.registry import Registry
 
 DATASETS: Registry[ImageDataset] = Registry("dataset")
 # Config keys that describe how a dataset pairs with models, not the data itself.
-_MODEL_KEYS = ("name", "model_weights", "stem", "train_epochs", "train_target_accuracy", "train_min_accuracy")
+_MODEL_KEYS = (
+    "name",
+    "model_weights",
+    "stem",
+    "train_epochs",
+    "train_target_accuracy",
+    "train_min_accuracy",
+    "train_max_per_class",
+    "train_val_max_per_class",
+)
 
 
 @DATASETS.register("digits")

@@ -88,3 +88,25 @@ def cap_per_class(labels: np.ndarray, class_ids: Sequence[int], cap: int | None)
     if not keep:
         return np.zeros(0, dtype=np.int64)
     return np.sort(np.concatenate(keep)).astype(np.int64)
+
+
+def capped_split(dataset: Any, split: str, cap: int | None) -> Any:
+    """A split of ``dataset`` with at most ``cap`` samples per class (the first ones), e.g. to train a
+    model on a budget.
+
+    Args:
+        dataset: an :class:`~coreset_interp.data.base.ImageDataset`.
+        split: ``train`` or ``val``.
+        cap: at most this many per class; None = the whole split.
+
+    Returns:
+        The torch Dataset (a Subset when capped).
+    """
+    from torch.utils.data import Subset
+
+    data = dataset.split(split)
+    if cap is None:
+        return data
+    labels = dataset.labels(split)
+    keep = cap_per_class(labels, sorted(set(labels.tolist())), int(cap))
+    return Subset(data, keep.tolist())
