@@ -183,10 +183,16 @@ def build_workspace(cfg: dict[str, Any], cache: ArtifactCache) -> Workspace:
     train, ktrain = activations_for(cache, model, mspec, dataset, "train", device, cfg)
     val, kval = activations_for(cache, model, mspec, dataset, "val", device, cfg)
     for split, store in (("train", train), ("val", val)):
+        # The chosen classes (dataset.classes), which keep their index among all num_classes.
         present = set(store.classes().tolist())
-        missing = sorted(set(range(dataset.num_classes)) - present)
+        missing = sorted(set(dataset.class_ids) - present)
         if missing:
             raise ConfigError(f"{dataset.name} {split} split has no samples of class(es) {missing[:10]}")
+        strangers = sorted(present - set(dataset.class_ids))
+        if strangers:
+            raise ConfigError(
+                f"{dataset.name} {split} split has samples of unchosen class(es) {strangers[:10]}"
+            )
     return Workspace(cache, dataset, model, info, train, val, {"train": ktrain, "val": kval}, device)
 
 
@@ -522,6 +528,7 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
         "interpreter": interp.name,
         "model_accuracy": model_accuracy,
         "model_info": ws.model_info,
+        "dataset_info": ws.dataset.describe(),
         "full": full,
         "ratios": entries,
         "null_reference": null,

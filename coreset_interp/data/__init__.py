@@ -8,6 +8,7 @@ from coreset_interp.data.base import SPLITS, ImageDataset
 from coreset_interp.data.digits import DigitsDataset
 from coreset_interp.data.fashion_mnist import FashionMNISTDataset
 from coreset_interp.data.imagefolder import ImageFolderDataset
+from coreset_interp.data.imagenet import ImageNetDataset
 from coreset_interp.registry import Registry
 
 DATASETS: Registry[ImageDataset] = Registry("dataset")
@@ -36,7 +37,7 @@ def _fashion_mnist(**params: Any) -> ImageDataset:
 
 @DATASETS.register("imagenet")
 def _imagenet(**params: Any) -> ImageDataset:
-    return ImageFolderDataset(name="imagenet", **params)
+    return ImageNetDataset(name="imagenet", **params)
 
 
 @DATASETS.register("imagefolder")

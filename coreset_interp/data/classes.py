@@ -9,33 +9,43 @@ import numpy as np
 
 
 def choose_classes(
-    classes: Any, names: Sequence[str], seed: int | None = None, dataset: str = "dataset"
+    classes: Any,
+    names: Sequence[str],
+    seed: int | None = None,
+    dataset: str = "dataset",
+    candidates: Sequence[int] | None = None,
 ) -> list[int]:
     """Resolve ``dataset.classes`` to class indices.
 
     Args:
-        classes: None (every class), an integer k (the first k in index order, or k drawn with ``seed``),
-            or a list of class names (ImageNet: wnids; image folders: folder names) or indices.
+        classes: None (every candidate class), an integer k (the first k candidates in index order, or k
+            drawn with ``seed``), or a list of class names (ImageNet: wnids; image folders: folder names)
+            or indices.
         names: the dataset's class names in index order.
         seed: seed of a random choice of k classes; None = the first k.
         dataset: dataset name for error messages.
+        candidates: the classes the data holds (e.g. the synset folders of a partial ImageNet tree);
+            None = all of ``names``. A listed class outside them is an error.
 
     Returns:
         Sorted class indices.
     """
     n = len(names)
+    pool = sorted(int(c) for c in (range(n) if candidates is None else candidates))
     if classes is None:
-        return list(range(n))
+        return pool
     if isinstance(classes, bool):
         raise ValueError(f"{dataset}: dataset.classes must be null, an integer or a list, got {classes!r}")
     if isinstance(classes, int):
         k = int(classes)
-        if not 1 <= k <= n:
-            raise ValueError(f"{dataset}: dataset.classes={k} must be between 1 and {n}")
+        if not 1 <= k <= len(pool):
+            raise ValueError(
+                f"{dataset}: dataset.classes={k} must be between 1 and {len(pool)} (classes present)"
+            )
         if seed is None:
-            return list(range(k))
+            return pool[:k]
         rng = np.random.default_rng(int(seed))
-        return sorted(int(c) for c in rng.choice(n, size=k, replace=False))
+        return sorted(pool[int(i)] for i in rng.choice(len(pool), size=k, replace=False))
     if isinstance(classes, str):
         classes = [c for c in classes.replace(",", " ").split() if c]
     items = list(classes)
@@ -63,6 +73,11 @@ def choose_classes(
     dupes = sorted({names[c] for c in out if out.count(c) > 1})
     if dupes:
         raise ValueError(f"{dataset}: dataset.classes lists {dupes[:5]} more than once")
+    absent = [names[c] for c in sorted(set(out) - set(pool))]
+    if absent:
+        raise ValueError(
+            f"{dataset}: dataset.classes {absent[:5]} not present in the data ({len(absent)} absent)"
+        )
     return sorted(out)
 
 

@@ -147,7 +147,7 @@ class FashionMNISTDataset(ImageDataset):
         self.caps = {"train": max_per_class_train, "val": max_per_class_val}
         self.num_classes = 10
         self.class_names = list(CLASS_NAMES)
-        self.class_ids = choose_classes(classes, CLASS_NAMES, classes_seed, "fashion_mnist")
+        self._class_ids = choose_classes(classes, CLASS_NAMES, classes_seed, "fashion_mnist")
         self._images: dict[str, np.ndarray] = {}
         self._labels: dict[str, np.ndarray] = {}
         self._files: dict[str, list[dict[str, Any]]] = {}
@@ -161,7 +161,7 @@ class FashionMNISTDataset(ImageDataset):
                 )
             if labels.size and (labels.min() < 0 or labels.max() >= 10):
                 raise ValueError(f"fashion_mnist {split}: labels outside 0..9 in {lab_path}")
-            keep = cap_per_class(labels, self.class_ids, self.caps[split])
+            keep = cap_per_class(labels, self._class_ids, self.caps[split])
             self._images[split] = images[keep]
             self._labels[split] = labels[keep]
             self._files[split] = [
@@ -192,6 +192,15 @@ class FashionMNISTDataset(ImageDataset):
         self.check_split(split)
         return self._labels[split].copy()
 
+    def describe(self) -> dict[str, Any]:
+        """Returns:
+        The classes run on and the split sizes.
+        """
+        return {
+            "classes": [CLASS_NAMES[c] for c in self._class_ids],
+            "n": {s: int(len(v)) for s, v in self._labels.items()},
+        }
+
     def fingerprint(self) -> dict[str, Any]:
         """Returns:
         The files (name, size, mtime), preparation, caps and classes.
@@ -201,6 +210,6 @@ class FashionMNISTDataset(ImageDataset):
             "files": self._files,
             "image_size": self.image_size,
             "caps": self.caps,
-            "classes": self.class_ids,
+            "classes": self._class_ids,
             "n": {s: int(len(v)) for s, v in self._labels.items()},
         }
