@@ -78,7 +78,8 @@ def test_caps_classes_and_fingerprint(tmp_path: Path) -> None:
 
 
 def test_missing_files_say_how_to_get_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(FileNotFoundError, match=r"no IDX files .*nowhere.*apt-get install dataset-fashion-mnist.*FASHION_MNIST_ROOT"):
+    how = r"no IDX files .*nowhere.*apt-get install dataset-fashion-mnist.*FASHION_MNIST_ROOT"
+    with pytest.raises(FileNotFoundError, match=how):
         FashionMNISTDataset(root=str(tmp_path / "nowhere"))
     write_idx_set(tmp_path / "env")
     monkeypatch.setenv("FASHION_MNIST_ROOT", str(tmp_path / "env"))

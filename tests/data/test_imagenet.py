@@ -23,23 +23,33 @@ WNIDS, NAMES = imagenet_classes()
 PICK = [WNIDS[0], WNIDS[500], WNIDS[999]]
 
 
-def _jpeg(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (24, 20)) -> None:
+def _jpeg(
+    path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (24, 20), noise: int | None = None
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, colour).save(path, "JPEG", quality=90)
+    if noise is None:
+        Image.new("RGB", size, colour).save(path, "JPEG", quality=90)
+        return
+    # A class colour plus per-image noise (seeded), so images of a class differ.
+    rng = np.random.default_rng(noise)
+    arr = np.clip(np.asarray(colour)[None, None] + rng.normal(0, 60, (size[1], size[0], 3)), 0, 255)
+    Image.fromarray(arr.astype(np.uint8)).save(path, "JPEG", quality=90)
 
 
-def write_raw_tree(root: Path, wnids: list[str], n_train: int = 2, n_val: int = 2) -> dict[str, str]:
+def write_raw_tree(
+    root: Path, wnids: list[str], n_train: int = 2, n_val: int = 2, noise: bool = False
+) -> dict[str, str]:
     """train/<wnid>/<wnid>_<i>.JPEG and a flat val/ILSVRC2012_val_<k>.JPEG; returns val stem -> wnid."""
     truth: dict[str, str] = {}
     k = 0
     for c, wnid in enumerate(wnids):
         colour = (40 * c % 256, 255 - 60 * c % 256, 90)
         for i in range(n_train):
-            _jpeg(root / "train" / wnid / f"{wnid}_{i}.JPEG", colour)
+            _jpeg(root / "train" / wnid / f"{wnid}_{i}.JPEG", colour, noise=1000 * c + i if noise else None)
         for _ in range(n_val):
             k += 1
             stem = f"ILSVRC2012_val_{k:08d}"
-            _jpeg(root / "val" / f"{stem}.JPEG", colour)
+            _jpeg(root / "val" / f"{stem}.JPEG", colour, noise=10**6 + k if noise else None)
             truth[stem] = wnid
     return truth
 
@@ -241,3 +251,71 @@ def test_broken_jpeg_names_its_path(raw: tuple[Path, dict[str, str]]) -> None:
     assert all(x.shape == (3, 16, 16) for x, _ in skipped.split("train"))
     with pytest.raises(ValueError, match=r"on_bad_image='drop'; choose one of \('error', 'check', 'skip'\)"):
         ImageNetDataset(on_bad_image="drop", **kw)
+
+
+def _hub_resnet18(torch_home: Path, favourite: int) -> None:
+    """A resnet18 state dict under torchvision's file name whose head always answers ``favourite``."""
+    import torch
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    model = resnet18(weights=None)
+    with torch.no_grad():
+        model.fc.weight.zero_()
+        model.fc.bias.zero_()
+        model.fc.bias[favourite] = 10.0
+    folder = torch_home / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save(model.state_dict(), folder / "resnet18-f37072fd.pth")
+
+
+def _activations(result: dict) -> list[bool]:
+    return [a["computed"] for a in result["artifacts"] if a["kind"] == "activations"]
+
+
+@pytest.mark.slow
+def test_raw_imagenet_job_on_three_classes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_config
+) -> None:
+    from coreset_interp.pipeline import run
+
+    root = tmp_path / "imagenet"
+    # Four synsets on disk, the job runs on three of them.
+    truth = write_raw_tree(root, [*PICK, WNIDS[1]], n_train=6, n_val=3, noise=True)
+    write_loc_csv(root / "LOC_val_solution.csv", truth)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    _hub_resnet18(tmp_path / "torch_home", favourite=500)
+    overrides = [
+        "dataset=imagenet",
+        f"dataset.root={root}",
+        "dataset.val_labels=LOC_val_solution.csv",
+        f"dataset.classes=[{','.join(PICK)}]",
+        "dataset.image_size=64",
+        "dataset.resize=64",
+        "ratio.percents=[50]",
+        "metric.null_reference=false",
+        "interpreter.params.n_components=2",
+        "interpreter.params.max_iter=30",
+    ]
+    cfg = make_config(overrides, cache_dir=tmp_path / "cache")
+    result = run(cfg)
+    # 1000-way labels: the head always answers 500, so accuracy is the share of class 500 among the
+    # chosen classes' val images (1/3); relabelled 0..2 it would be 0.
+    assert result["model_accuracy"] == pytest.approx(1 / 3)
+    assert result["full"]["accuracy"] == pytest.approx(1 / 3)
+    entry = result["ratios"][0]
+    assert sorted(entry["angular_distance_per_class"], key=int) == ["0", "500", "999"]
+    assert entry["n_selected"] == 9 and entry["angular_distance"] is not None
+    assert result["dataset_info"]["classes"] == PICK
+    assert _activations(result) == [True, True]
+    # Same files: everything comes from the cache.
+    assert _activations(run(cfg)) == [False, False]
+    # One image moved to another class folder: new dataset key, the activations are recomputed.
+    src = root / "train" / PICK[0] / f"{PICK[0]}_5.JPEG"
+    before = build_dataset(cfg["dataset"]).fingerprint()
+    shutil.move(src, root / "train" / PICK[2] / src.name)
+    assert build_dataset(cfg["dataset"]).fingerprint() != before
+    counts = np.bincount(build_dataset(cfg["dataset"]).labels("train"), minlength=1000)
+    assert (counts[0], counts[500], counts[999]) == (5, 6, 7)
+    # (Both splits: the activations' key holds the whole dataset's fingerprint.)
+    assert _activations(run(cfg)) == [True, True]
