@@ -205,10 +205,16 @@ def build_workspace(cfg: dict[str, Any], cache: ArtifactCache) -> Workspace:
         )
     train, val = stores["train"], stores["val"]
     for split, store in (("train", train), ("val", val)):
+        # The chosen classes (dataset.classes), which keep their index among all num_classes.
         present = set(store.classes().tolist())
-        missing = sorted(set(range(dataset.num_classes)) - present)
+        missing = sorted(set(dataset.class_ids) - present)
         if missing:
             raise ConfigError(f"{dataset.name} {split} split has no samples of class(es) {missing[:10]}")
+        strangers = sorted(present - set(dataset.class_ids))
+        if strangers:
+            raise ConfigError(
+                f"{dataset.name} {split} split has samples of unchosen class(es) {strangers[:10]}"
+            )
     return Workspace(cache, dataset, model, info, train, val, keys, device, extraction=stats)
 
 
@@ -662,6 +668,7 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
         "model_accuracy": model_accuracy,
         "model_info": ws.model_info,
         "extraction": ws.extraction,
+        "dataset_info": ws.dataset.describe(),
         "full": full,
         "ratios": entries,
         "null_reference": null,

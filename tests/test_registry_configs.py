@@ -105,7 +105,7 @@ def test_unknown_names_list_the_choices(tmp_path: Path) -> None:
         get_selector("nope")
     with pytest.raises(ValueError, match=r"unknown interpreter 'nope'; choose one of: .*ice"):
         get_interpreter("nope")
-    datasets = "digits, imagefolder, imagenet"
+    datasets = "digits, fashion_mnist, imagefolder, imagenet"
     with pytest.raises(ValueError, match=rf"unknown dataset 'nope'; choose one of: {datasets}"):
         build_dataset({"name": "nope"})
     with pytest.raises(ValueError, match=r"unknown logger 'nope'; choose one of: none, wandb"):

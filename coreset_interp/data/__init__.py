@@ -6,12 +6,24 @@ from typing import Any
 
 from coreset_interp.data.base import SPLITS, ImageDataset
 from coreset_interp.data.digits import DigitsDataset
+from coreset_interp.data.fashion_mnist import FashionMNISTDataset
 from coreset_interp.data.imagefolder import ImageFolderDataset
+from coreset_interp.data.imagenet import ImageNetDataset
 from coreset_interp.registry import Registry
 
 DATASETS: Registry[ImageDataset] = Registry("dataset")
 # Config keys that describe how a dataset pairs with models, not the data itself.
-_MODEL_KEYS = ("name", "model_weights", "stem", "activation_dtype")
+_MODEL_KEYS = (
+    "name",
+    "model_weights",
+    "stem",
+    "activation_dtype",
+    "train_epochs",
+    "train_target_accuracy",
+    "train_min_accuracy",
+    "train_max_per_class",
+    "train_val_max_per_class",
+)
 
 
 @DATASETS.register("digits")
@@ -19,9 +31,14 @@ def _digits(image_size: int = 32, val_fraction: float = 0.2, split_seed: int = 0
     return DigitsDataset(image_size=image_size, val_fraction=val_fraction, split_seed=split_seed)
 
 
+@DATASETS.register("fashion_mnist")
+def _fashion_mnist(**params: Any) -> ImageDataset:
+    return FashionMNISTDataset(**params)
+
+
 @DATASETS.register("imagenet")
 def _imagenet(**params: Any) -> ImageDataset:
-    return ImageFolderDataset(name="imagenet", **params)
+    return ImageNetDataset(name="imagenet", **params)
 
 
 @DATASETS.register("imagefolder")

@@ -40,6 +40,19 @@ class ImageDataset(ABC):
             int64 labels of the split, in the Dataset's order.
         """
 
+    @property
+    def class_ids(self) -> list[int]:
+        """The classes a job runs on (``dataset.classes``), sorted indices into ``class_names``; labels keep
+        their index among all ``num_classes`` (a 1000-way head still applies to an ImageNet subset).
+        """
+        return list(getattr(self, "_class_ids", range(self.num_classes)))
+
+    def describe(self) -> dict[str, Any]:
+        """Returns:
+        What a job's result records about the data (classes run on, files left out); {} by default.
+        """
+        return {}
+
     @abstractmethod
     def fingerprint(self) -> dict[str, Any]:
         """Returns:

@@ -252,7 +252,8 @@ class VEBI(Interpreter):
             feats.E, indices, ctx.train.preds[indices], num_classes, self.gram_batch, device=gram_device
         )
         units, weights, saturated = {}, {}, {}
-        for c in range(num_classes):
+        # Only the dataset's chosen classes (dataset.classes) get relevant units.
+        for c in ctx.dataset.class_ids:
             sol = positive_lasso_l1(gram, xy[:, c], len(indices), self.mu, working_set=self.working_set)
             units[c], weights[c], saturated[c] = sol.units, sol.weights, sol.saturated
         return VEBIFit(feats.layers, units, weights, saturated, self.mu, int(seed), len(indices))

@@ -11,6 +11,7 @@ import torch
 
 from coreset_interp.cache import ArtifactCache
 from coreset_interp.data import ImageDataset
+from coreset_interp.data.classes import capped_split
 from coreset_interp.models.adapter import ModelAdapter
 from coreset_interp.models.train import evaluate_accuracy, train_classifier
 from coreset_interp.models.zoo import (
@@ -38,7 +39,8 @@ def model_spec(cfg: dict[str, Any], dataset: ImageDataset) -> dict[str, Any]:
     weights = str(cfg["weights"])
     spec: dict[str, Any] = {"arch": cfg["arch"], "weights": weights, "stem": cfg["stem"]}
     if weights == "train":
-        spec["train"] = dict(cfg["train"])
+        # Unset (null) options leave the key as it was before they existed.
+        spec["train"] = {k: v for k, v in dict(cfg["train"]).items() if v is not None}
         spec["dataset"] = dataset.fingerprint()
         spec["num_classes"] = dataset.num_classes
     elif weights == "random":
@@ -106,8 +108,14 @@ def load_model(
 
     def compute(folder: Path) -> None:
         model = build_architecture(arch, dataset.num_classes, stem, int(cfg["train"]["seed"])).to(device)
+        tcfg = dict(cfg["train"])
         report = train_classifier(
-            model, dataset.split("train"), dataset.split("val"), dict(cfg["train"]), device, progress
+            model,
+            capped_split(dataset, "train", tcfg.get("max_per_class")),
+            capped_split(dataset, "val", tcfg.get("val_max_per_class")),
+            tcfg,
+            device,
+            progress,
         )
         torch.save(model.model.state_dict(), folder / "model.pt")
         (folder / "train.json").write_text(json.dumps(report, indent=1))
