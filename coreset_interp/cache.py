@@ -67,11 +67,14 @@ class CacheDirError(ValueError):
     """The cache folder cannot be used (a file, read-only, not creatable)."""
 
 
-def check_cache_dir(root: Path) -> Path:
-    """Fail early, in one line naming it, when the cache folder cannot hold artifacts.
+def check_cache_dir(root: Path, create: bool = False) -> Path:
+    """Fail early, in one line naming it, when the cache folder cannot hold artifacts. Without ``create``
+    a folder that does not exist yet is not created (a job that then fails validation leaves nothing
+    behind): its nearest existing parent must be a writable folder.
 
     Args:
-        root: the cache folder (created when missing).
+        root: the cache folder.
+        create: create the folder (with its parents) and probe a real write in it.
 
     Returns:
         The folder.
@@ -79,6 +82,14 @@ def check_cache_dir(root: Path) -> Path:
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise CacheDirError(f"cache_dir {root} is a file, not a folder; set cache_dir to a folder")
+    if not root.exists() and not create:
+        parent = next(p for p in root.parents if p.exists())
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise CacheDirError(
+                f"cache_dir {root} cannot be created ({parent} is not a writable folder); "
+                "set cache_dir to a writable folder"
+            )
+        return root
     try:
         root.mkdir(parents=True, exist_ok=True)
         probe = root / f".write-probe-{uuid.uuid4().hex[:8]}"
@@ -89,6 +100,7 @@ def check_cache_dir(root: Path) -> Path:
             f"cache_dir {root} is not writable ({err.strerror or err}); set cache_dir to a writable folder"
         ) from err
     return root
+
 
 KINDS = (
     "checkpoint",
@@ -195,7 +207,7 @@ class ArtifactCache:
         Returns:
             One line saying which lock this file system gets.
         """
-        check_cache_dir(self.root)
+        check_cache_dir(self.root, create=True)
         works, line = probe_flock(self.root)
         if self.locking == "auto":
             self.locking = "flock" if works else "lease"

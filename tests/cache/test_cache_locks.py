@@ -210,6 +210,11 @@ def test_unusable_cache_dir_fails_in_one_line_naming_it(tmp_path: Path) -> None:
         check_cache_dir(afile)
     with pytest.raises(CacheDirError, match="cache_dir /proc/self is not writable"):
         check_cache_dir(Path("/proc/self"))
+    with pytest.raises(CacheDirError, match=f"cannot be created \\({afile} is not a writable folder"):
+        check_cache_dir(afile / "sub" / "cache")
+    # A folder that does not exist yet is checked through its parent and left uncreated.
+    assert check_cache_dir(tmp_path / "new" / "cache") == tmp_path / "new" / "cache"
+    assert not (tmp_path / "new").exists()
     if os.geteuid() != 0:
         ro = tmp_path / "ro"
         ro.mkdir(mode=0o500)
