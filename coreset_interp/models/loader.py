@@ -4,7 +4,6 @@ autocast / channels_last on CUDA."""
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -12,20 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from coreset_interp.models.adapter import ModelAdapter
-
-
-def available_cpus() -> int:
-    """Returns:
-    The CPUs this job may use: SLURM's allocation when set (``SLURM_CPUS_PER_TASK``), else the
-    process's CPU affinity (cgroups and ``taskset`` narrow it below ``os.cpu_count()``).
-    """
-    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "").strip()
-    if slurm.isdigit() and int(slurm) > 0:
-        return int(slurm)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+from coreset_interp.parallel import available_cpus
 
 
 def _in_memory(data: Dataset) -> bool:
@@ -40,7 +26,8 @@ def resolve_num_workers(value: Any, data: Dataset | None = None) -> int:
         data: the dataset the loader reads, if known.
 
     Returns:
-        DataLoader workers: ``auto`` = the CPUs this job may use (:func:`available_cpus`), or 0 for
+        DataLoader workers: ``auto`` = the CPUs this job may use
+        (:func:`coreset_interp.parallel.available_cpus`), or 0 for
         in-memory tensors, where worker processes only add start-up and copying.
     """
     if isinstance(value, str):

@@ -32,7 +32,8 @@ from coreset_interp.models.extraction import (
     plan_chunks,
     shard_chunks,
 )
-from coreset_interp.models.loader import available_cpus, resolve_num_workers
+from coreset_interp.models.loader import resolve_num_workers
+from coreset_interp.parallel import available_cpus
 
 REPO = Path(__file__).resolve().parents[2]
 # The CLI runs: digits at 8 px through a randomly initialised resnet18 (no training), train split only,
@@ -317,8 +318,9 @@ def test_chunked_rows_index_like_one_array() -> None:
 
 def test_num_workers_auto(monkeypatch: pytest.MonkeyPatch) -> None:
     tensors = TensorDataset(torch.zeros(4, 3))
-    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "3")
-    assert available_cpus() == 3 and resolve_num_workers("auto") == 3
+    # SLURM's allocation narrows the CPUs (never widens them beyond the affinity).
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    assert available_cpus() == 1 and resolve_num_workers("auto") == 1
     # In-memory tensors gain nothing from worker processes.
     assert resolve_num_workers("auto", Subset(tensors, [0, 1])) == 0
     monkeypatch.delenv("SLURM_CPUS_PER_TASK")
