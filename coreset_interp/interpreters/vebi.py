@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,24 +281,19 @@ class VEBI(Interpreter):
         _, h, w = ctx.val.map_shape
         wanted = fit.by_layer(units)
         calls, channels = fit.unit_positions(units)
-        last = max(wanted)
+        sel = {call: torch.as_tensor(ch, dtype=torch.int64) for call, ch in wanted.items()}
         out: list[np.ndarray] = []
         for x in self._images(ctx, indices):
-            got: dict[int, torch.Tensor] = {}
-
-            def grab(i: int, a: torch.Tensor, got: dict[int, torch.Tensor] = got) -> None:
-                if i in wanted:
-                    sel = torch.as_tensor(wanted[i], device=a.device)
-                    got[i] = F.adaptive_avg_pool2d(a.index_select(1, sel).float(), (h, w))
-                if i == last:
-                    raise StopForward
-
-            with torch.no_grad(), ReluCalls(ctx.model, grab) as hooks:
-                hooks.reset()
-                with contextlib.suppress(StopForward):
-                    ctx.model(x)
-            if set(got) != set(wanted):
-                raise RuntimeError(f"vebi: ReLU calls {sorted(set(wanted) - set(got))} never happened")
+            got = _capture_calls(
+                ctx.model,
+                x,
+                {
+                    call: lambda a, s=s: F.adaptive_avg_pool2d(
+                        a.index_select(1, s.to(a.device)).float(), (h, w)
+                    )
+                    for call, s in sel.items()
+                },
+            )
             cols = [
                 got[int(c)][:, int(np.searchsorted(wanted[int(c)], ch))]
                 for c, ch in zip(calls, channels, strict=True)
@@ -442,25 +437,18 @@ class VEBI(Interpreter):
         Returns:
             call index -> (n, len(channels), h_call, w_call) float32.
         """
-        last = max(wanted)
         sel = {call: torch.as_tensor(ch, dtype=torch.int64) for call, ch in wanted.items()}
         parts: dict[int, list[np.ndarray]] = {call: [] for call in wanted}
         for x in self._images(ctx, indices):
-            got: dict[int, torch.Tensor] = {}
-
-            def grab(i: int, a: torch.Tensor, got: dict[int, torch.Tensor] = got) -> None:
-                if i in sel:
-                    # index_select copies: the output of an in-place ReLU is modified later in the pass.
-                    got[i] = a.index_select(1, sel[i].to(a.device)).float().cpu()
-                if i == last:
-                    raise StopForward
-
-            with torch.no_grad(), ReluCalls(ctx.model, grab) as hooks:
-                hooks.reset()
-                with contextlib.suppress(StopForward):
-                    ctx.model(x)
-            if set(got) != set(wanted):
-                raise RuntimeError(f"vebi: ReLU calls {sorted(set(wanted) - set(got))} never happened")
+            # index_select copies: the output of an in-place ReLU is modified later in the pass.
+            got = _capture_calls(
+                ctx.model,
+                x,
+                {
+                    call: lambda a, s=s: a.index_select(1, s.to(a.device)).float().cpu()
+                    for call, s in sel.items()
+                },
+            )
             for call, t in got.items():
                 parts[call].append(t.numpy())
         return {call: np.concatenate(p) for call, p in parts.items()}
@@ -656,3 +644,34 @@ class VEBI(Interpreter):
             },
             "vebi_coverage": 100.0 * sum(shared.values()) / total if total else None,
         }
+
+
+def _capture_calls(
+    model: torch.nn.Module, x: torch.Tensor, take: dict[int, Callable[[torch.Tensor], torch.Tensor]]
+) -> dict[int, torch.Tensor]:
+    """One forward pass of a batch, stopped after the last wanted ReLU call.
+
+    Args:
+        model: the adapter.
+        x: the batch (on the model's device).
+        take: ReLU call index -> what to keep of that call's output.
+
+    Returns:
+        call index -> ``take[call](output)``.
+    """
+    last = max(take)
+    got: dict[int, torch.Tensor] = {}
+
+    def grab(i: int, a: torch.Tensor) -> None:
+        if i in take:
+            got[i] = take[i](a)
+        if i == last:
+            raise StopForward
+
+    with torch.no_grad(), ReluCalls(model, grab) as hooks:
+        hooks.reset()
+        with contextlib.suppress(StopForward):
+            model(x)
+    if set(got) != set(take):
+        raise RuntimeError(f"vebi: ReLU calls {sorted(set(take) - set(got))} never happened")
+    return got
