@@ -44,7 +44,7 @@ def code_version(repo: Path | None = None) -> dict[str, Any]:
             if diff.returncode == 0 and diff.stdout:
                 out["changes"] = hashlib.sha256(diff.stdout).hexdigest()[:16]
     except (OSError, subprocess.SubprocessError):
-        pass
+        return out  # no git here, or it failed: the version alone identifies the code
     return out
 
 

@@ -342,6 +342,27 @@ def fit_key(interp: Interpreter, ctx: InterpretContext, seed: int, coreset_key: 
     return spec_key(_fit_spec(interp, ctx, seed, coreset_key))
 
 
+def evaluation_spec(interp: Interpreter, train_key: str, val_name: str, seed: int) -> dict[str, Any]:
+    """What every artifact computed on the val split from full-data fits shares in its cache key.
+
+    Args:
+        interp: the interpreter (name and parameters).
+        train_key: the train activations' key (``ctx.model_key``).
+        val_name: the val store's folder name (its key).
+        seed: interpretation seed.
+
+    Returns:
+        The common part of the spec (evaluations, noise floor, cascade add their own fields).
+    """
+    return {
+        "interpreter": interp.name,
+        "params": interp.params(),
+        "seed": seed,
+        "train": train_key,
+        "val": val_name,
+    }
+
+
 def evaluate_fit(
     interp: Interpreter, ctx: InterpretContext, fit: Any, coreset_key: str | None, seed: int
 ) -> dict[str, Any]:
@@ -359,11 +380,7 @@ def evaluate_fit(
         The interpreter's evaluation dict.
     """
     spec = {
-        "interpreter": interp.name,
-        "params": interp.params(),
-        "seed": seed,
-        "train": ctx.model_key,
-        "val": ctx.val.path.name,
+        **evaluation_spec(interp, ctx.model_key, ctx.val.path.name, seed),
         "coreset": coreset_key if coreset_key is not None else "full",
     }
     result, _ = ctx.cache.get_or_compute_pickle("evaluation", spec, lambda: interp.evaluate(fit, ctx))

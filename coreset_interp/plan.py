@@ -211,7 +211,7 @@ def plan_job(cfg: dict[str, Any], profile: pc.Profile, name: str, ice_backend: s
     """
     from coreset_interp.comparisons import comparison_key
     from coreset_interp.interpreters import get_interpreter
-    from coreset_interp.pipeline import _fit_spec, ratios_from_percents
+    from coreset_interp.pipeline import _fit_spec, evaluation_spec, ratios_from_percents
     from coreset_interp.reality import bootstrap_key, bootstrap_seed
 
     s = shapes(cfg)
@@ -285,11 +285,7 @@ def plan_job(cfg: dict[str, Any], profile: pc.Profile, name: str, ice_backend: s
         if interp is None or model_key is None:
             return None
         spec = {
-            "interpreter": interp.name,
-            "params": interp.params(),
-            "seed": seed,
-            "train": model_key,
-            "val": val_key,
+            **evaluation_spec(interp, model_key, val_key, seed),
             "coreset": coreset_key if coreset_key is not None else "full",
         }
         return spec_key(spec)

@@ -114,7 +114,7 @@ def noise_floor(
         ``vs_full`` (Phi between the full-data fit and each resample's fit: a bootstrap fit is one noisy
         copy, a pair two, so ``vs_full`` is the smaller); None when ``metric.floor`` is false.
     """
-    from coreset_interp.pipeline import ConfigError, PhiComparer, fit_interpreter
+    from coreset_interp.pipeline import ConfigError, PhiComparer, evaluation_spec, fit_interpreter
 
     mcfg = cfg["metric"]
     if not mcfg.get("floor", True):
@@ -123,11 +123,7 @@ def noise_floor(
     if resamples < 2:
         raise ConfigError(f"metric.floor_resamples must be >= 2 (a floor compares two fits), got {resamples}")
     spec = {
-        "interpreter": interp.name,
-        "params": interp.params(),
-        "seed": seed,
-        "train": ctx.model_key,
-        "val": ctx.val.path.name,
+        **evaluation_spec(interp, ctx.model_key, ctx.val.path.name, seed),
         "alpha": alpha,
         "resamples": resamples,
         "vs_full": comparer is not None,
@@ -257,17 +253,13 @@ def cascade(
         ``steps``: per step ``step``, ``reinit`` (stage labels), ``angular_distance``,
         ``angular_distance_per_class``, ``missing``; None when ``metric.cascade`` is false.
     """
-    from coreset_interp.pipeline import activations_for, fit_interpreter
+    from coreset_interp.pipeline import activations_for, evaluation_spec, fit_interpreter
 
     if not cfg["metric"].get("cascade", False):
         return None
     n_steps = len(cascade_stages(ws.model))
     spec = {
-        "interpreter": interp.name,
-        "params": interp.params(),
-        "seed": seed,
-        "train": ctx.model_key,
-        "val": ctx.val.path.name,
+        **evaluation_spec(interp, ctx.model_key, ctx.val.path.name, seed),
         "alpha": alpha,
         "steps": n_steps,
         "version": REALITY_VERSION,
