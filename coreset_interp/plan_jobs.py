@@ -34,6 +34,8 @@ KNOWN_SIZES = {
     "imagenet": (1281167, 50000, 1000, True),
 }
 ACT_BYTES = {"float16": 2, "float32": 4}
+# Short names of the two stages whose rows would not fit on one line otherwise.
+EXTRACT, NULL = STAGES[0], STAGES[5]
 
 
 @dataclass
@@ -167,14 +169,13 @@ def plan_job(cfg: dict[str, Any], profile: pc.Profile, name: str, ice_backend: s
     seed = int(cfg["seed"])
     alpha = float(cfg["metric"]["alpha"])
     oracle = KeyOracle(cfg)
-    model_id = _frozen(cfg["model"])
-    data_id = _frozen(cfg["dataset"])
+    mid, did = _frozen(cfg["model"]), _frozen(cfg["dataset"])
     icfg_id = _frozen({"name": iname, "params": params})
     job = JobPlan(name)
 
     def add(
         stage: str, ident: tuple, what: str, cost: pc.Cost, kind: str | None = None, key: str | None = None
-    ):
+    ) -> None:
         # One row of the job's table: every unit has this one shape.
         job.units.append(Unit(stage, ident, what, cost, kind, key))
 
@@ -197,48 +198,27 @@ def plan_job(cfg: dict[str, Any], profile: pc.Profile, name: str, ice_backend: s
 
     fit_cost = pc.fit(profile, s, iname, params, 1.0)
     eval_cost = pc.evaluation(profile, s, iname, params)
+    maps_cost = pc.extraction(profile, s)
     ktrain, kval = oracle.activations(cfg["model"], "train"), oracle.activations(cfg["model"], "val")
     if str(cfg["model"]["weights"]) == "train":
         train_cost = pc.forward_pass(profile, s, 3 * int(cfg["model"]["train"]["epochs"]) * s.n_train)
         train_cost.disk = pc.PARAMS_M[s.arch] * 4e6
-        checkpoint = oracle.checkpoint(cfg["model"])
-        add(
-            "extraction passes",
-            ("train", model_id, data_id),
-            "model training",
-            train_cost,
-            "checkpoint",
-            checkpoint,
-        )
-    add(
-        "extraction passes",
-        ("extract", model_id, data_id),
-        "train+val maps",
-        pc.extraction(profile, s),
-        "activations",
-        ktrain,
-    )
+        ckpt = oracle.checkpoint(cfg["model"])
+        add(EXTRACT, ("train", mid, did), "model training", train_cost, "checkpoint", ckpt)
+    add(EXTRACT, ("extract", mid, did), "train+val maps", maps_cost, "activations", ktrain)
     if iname == "vebi":
-        add(
-            "extraction passes", ("units", model_id, data_id), "VEBI unit energies", pc.vebi_units(profile, s)
-        )
+        add(EXTRACT, ("units", mid, did), "VEBI unit energies", pc.vebi_units(profile, s))
 
     full_key = fit_key(ktrain, None)
-    full_id = ("fit_full", model_id, data_id, icfg_id, seed)
+    full_id = ("fit_full", mid, did, icfg_id, seed)
     add("fits", full_id, "full-data fit", fit_cost, "fit_full", full_key)
-    add(
-        "evaluations",
-        ("eval", *full_id),
-        "full-data evaluation",
-        eval_cost,
-        "evaluation",
-        eval_key(ktrain, kval, None),
-    )
+    full_eval = eval_key(ktrain, kval, None)
+    add("evaluations", ("eval", *full_id), "full-data evaluation", eval_cost, "evaluation", full_eval)
     other_keys: list[str | None] = []
     for rho in ratios:
         cspec = {"selector": selector, "params": sparams, "ratio": rho, "seed": seed, "features": ktrain}
         ckey = spec_key(cspec) if ktrain is not None else None
-        cid = ("coreset", model_id, data_id, _frozen(cfg["selector"]), rho, seed)
+        cid = ("coreset", mid, did, _frozen(cfg["selector"]), rho, seed)
         add("selection", cid, f"coreset {rho:g}", pc.selection(profile, s, selector, rho), "coreset", ckey)
         fkey = fit_key(ktrain, ckey) if ckey is not None else None
         other_keys.append(fkey)
@@ -246,68 +226,36 @@ def plan_job(cfg: dict[str, Any], profile: pc.Profile, name: str, ice_backend: s
         add("fits", fid, f"fit {rho:g}", pc.fit(profile, s, iname, params, rho), "fit", fkey)
         ekey = eval_key(ktrain, kval, ckey) if ckey is not None else None
         add("evaluations", ("eval", *fid), f"evaluation {rho:g}", eval_cost, "evaluation", ekey)
-    comparison = pc.comparisons(profile, s, iname, params, len(ratios))
-    cid = ("compare", model_id, data_id, _frozen(cfg["selector"]), icfg_id, _frozen(cfg["ratio"]), alpha)
-    add(
-        "comparisons",
-        cid,
-        f"Phi x {len(ratios)} rho",
-        comparison,
-        "comparison",
-        compare_keys(full_key, other_keys, kval),
-    )
+    phi_cost = pc.comparisons(profile, s, iname, params, len(ratios))
+    cid = ("compare", mid, did, _frozen(cfg["selector"]), icfg_id, _frozen(cfg["ratio"]), alpha)
+    phi_keys = compare_keys(full_key, other_keys, kval)
+    add("comparisons", cid, f"Phi x {len(ratios)} rho", phi_cost, "comparison", phi_keys)
     if bool(cfg["metric"]["null_reference"]):
         ncfg = null_model_cfg(cfg)
         nid = _frozen(ncfg)
         nktrain, nkval = oracle.activations(ncfg, "train"), oracle.activations(ncfg, "val")
-        add(
-            "null reference",
-            ("extract", nid, data_id),
-            "random-weights maps",
-            pc.extraction(profile, s),
-            "activations",
-            nktrain,
-        )
+        add(NULL, ("extract", nid, did), "random-weights maps", maps_cost, "activations", nktrain)
         if iname == "vebi":
-            add(
-                "null reference",
-                ("units", nid, data_id),
-                "random-weights energies",
-                pc.vebi_units(profile, s),
-            )
+            add(NULL, ("units", nid, did), "random-weights energies", pc.vebi_units(profile, s))
         nfull = fit_key(nktrain, None)
-        add(
-            "null reference",
-            ("fit_full", nid, data_id, icfg_id, seed),
-            "random-weights fit",
-            fit_cost,
-            "fit_full",
-            nfull,
-        )
+        add(NULL, ("fit_full", nid, did, icfg_id, seed), "random-weights fit", fit_cost, "fit_full", nfull)
         ncost = pc.comparisons(profile, s, iname, params, 1)
         # The full side is prepared in the rho pass already; only the null side's work is extra.
         ncost.seconds = max(0.0, ncost.seconds - pc.comparisons(profile, s, iname, params, 0).seconds)
-        nid_cmp = ("null_compare", model_id, data_id, icfg_id, seed, alpha)
-        add(
-            "null reference",
-            nid_cmp,
-            "Phi vs random weights",
-            ncost,
-            "comparison",
-            compare_keys(full_key, [nfull], nkval),
-        )
+        ncmp = ("null_compare", mid, did, icfg_id, seed, alpha)
+        add(NULL, ncmp, "Phi vs random weights", ncost, "comparison", compare_keys(full_key, [nfull], nkval))
     floor_n = int(cfg["metric"]["floor_resamples"]) if cfg["metric"]["floor"] else 0
     for b in range(floor_n):
         bkey = (
-            fit_key(ktrain, bootstrap_key(ktrain, seed, b), bootstrap_seed(seed, b))
-            if ktrain is not None
-            else None
+            None
+            if ktrain is None
+            else fit_key(ktrain, bootstrap_key(ktrain, seed, b), bootstrap_seed(seed, b))
         )
-        bid = ("floor_fit", model_id, data_id, icfg_id, seed, b)
-        add("noise floor", bid, f"bootstrap fit {b}", pc.fit(profile, s, iname, params, 1.0), "fit", bkey)
+        bid = ("floor_fit", mid, did, icfg_id, seed, b)
+        add("noise floor", bid, f"bootstrap fit {b}", fit_cost, "fit", bkey)
     if floor_n:
         # Every pair of resamples, and each resample against the full-data fit.
         pairs = floor_n * (floor_n - 1) // 2 + floor_n
-        fid = ("floor_compare", model_id, data_id, icfg_id, seed, alpha, floor_n)
-        add("noise floor", fid, "Phi between resamples", pc.comparisons(profile, s, iname, params, pairs))
+        fcmp = ("floor_compare", mid, did, icfg_id, seed, alpha, floor_n)
+        add("noise floor", fcmp, "Phi between resamples", pc.comparisons(profile, s, iname, params, pairs))
     return job
