@@ -202,7 +202,9 @@ def expand_sweep(overrides: list[str], multirun: bool) -> list[tuple[str, dict[s
     with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
         if multirun:
             head = compose(config_name="config", overrides=base, return_hydra_config=True)
-            params = OmegaConf.to_container(head.hydra.sweeper.get("params") or {}, resolve=False)
+            node = head.hydra.sweeper.get("params")
+            # No preset sweep (plain `-m a=x,y`): the sweeper has no params node to convert.
+            params = OmegaConf.to_container(node, resolve=False) if node else {}
             for key, value in dict(params or {}).items():
                 if key not in sweeps:
                     (o,) = OverridesParser.create().parse_overrides([f"{key}={value}"])

@@ -111,3 +111,10 @@ def test_method_params_read_both_group_shapes_and_costs_need_every_field() -> No
     del params["n_concepts"]
     with pytest.raises(KeyError, match="n_concepts"):
         plan_costs.fit(profile, s, "topic", params, 1.0)
+
+
+def test_plain_multirun_without_a_preset_sweep(tmp_path: Path) -> None:
+    # No experiment preset: the sweeper has no params node, only the comma list makes the sweep.
+    jobs = plan.expand_sweep([f"cache_dir={tmp_path}", "selector=random,moderate"], multirun=True)
+    assert [name for name, _ in jobs] == ["selector=random", "selector=moderate"]
+    assert [cfg["selector"]["name"] for _, cfg in jobs] == ["random", "moderate"]
