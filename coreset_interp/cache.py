@@ -31,6 +31,7 @@ from coreset_interp.cache_fs import (
     check_cache_dir,
     discard,
     publish,
+    tmp_owner_alive,
 )
 from coreset_interp.locks import (
     ArtifactLock,
@@ -51,6 +52,7 @@ __all__ = [
     "LockTimeoutError",
     "check_cache_dir",
     "spec_key",
+    "tmp_owner_alive",
 ]
 
 ON_DAMAGED = ("rebuild", "error")
