@@ -9,9 +9,10 @@ exist the store itself (``meta.json``, g, labels, preds, logits) is assembled fr
 boundaries depend only on the split size and the chunk size, and each chunk's bytes only on its images,
 so a resumed or sharded build gives the same store as an uninterrupted one.
 
-Throughput: DataLoader workers prefetch across chunk boundaries, a writer thread copies each batch's
-outputs into the chunk files while the next batch runs, and on CUDA batches come from pinned memory with
-asynchronous copies, under autocast and channels_last.
+This module holds the entry points (:func:`ensure_store`, :func:`add_parts`, :func:`write_self_contained`)
+and the pass's settings; the chunks' bookkeeping in the cache is
+:mod:`~coreset_interp.models.extraction_chunks`, the forward pass with its writer thread
+:mod:`~coreset_interp.models.extraction_pass`.
 """
 
 from __future__ import annotations
