@@ -213,11 +213,12 @@ def plan_job(cfg: dict[str, Any], profile: pc.Profile, name: str, ice_backend: s
     from coreset_interp.interpreters import get_interpreter
     from coreset_interp.pipeline import _fit_spec, evaluation_spec, ratios_from_percents
     from coreset_interp.reality import bootstrap_key, bootstrap_seed
+    from coreset_interp.selectors import SELECTORS
 
     s = shapes(cfg)
     icfg = cfg["interpreter"]
     iname = str(icfg["name"])
-    params = dict(icfg.get("params") or {})
+    params = {k: v for k, v in icfg.items() if k != "name"}
     if iname == "ice" and ice_backend is not None:
         params["backend"] = ice_backend
     if iname == "ice" and params.get("backend", "auto") == "auto":
@@ -228,7 +229,10 @@ def plan_job(cfg: dict[str, Any], profile: pc.Profile, name: str, ice_backend: s
     except Exception:  # noqa: BLE001 - keys are optional; costs do not need the interpreter object
         interp = None
     selector = str(cfg["selector"]["name"])
-    sparams = dict(cfg["selector"].get("params") or {})
+    try:
+        selector_key: dict[str, Any] | None = SELECTORS.build(cfg["selector"]).key()
+    except Exception:  # noqa: BLE001 - as for the interpreter: costs do not need the selector object
+        selector_key = None
     ratios = ratios_from_percents(cfg["ratio"]["percents"])
     seed = int(cfg.get("seed", 0))
     alpha = float(cfg["metric"]["alpha"])
@@ -236,7 +240,7 @@ def plan_job(cfg: dict[str, Any], profile: pc.Profile, name: str, ice_backend: s
     oracle = KeyOracle(cfg)
     model_id = _frozen(cfg["model"])
     data_id = _frozen(cfg["dataset"])
-    icfg_id = _frozen({"name": iname, "params": params})
+    icfg_id = _frozen({"name": iname, **params})
     job = JobPlan(name)
     add = job.units.append
 
@@ -305,8 +309,8 @@ def plan_job(cfg: dict[str, Any], profile: pc.Profile, name: str, ice_backend: s
     )
     other_keys: list[str | None] = []
     for rho in ratios:
-        cspec = {"selector": selector, "params": sparams, "ratio": rho, "seed": seed, "features": ktrain}
-        ckey = spec_key(cspec) if ktrain is not None else None
+        cspec = {**(selector_key or {}), "ratio": rho, "seed": seed, "features": ktrain}
+        ckey = spec_key(cspec) if ktrain is not None and selector_key is not None else None
         cid = ("coreset", model_id, data_id, _frozen(cfg["selector"]), rho, seed)
         add(
             Unit(
