@@ -6,16 +6,19 @@ from __future__ import annotations
 import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 
-from coreset_interp.cache import ArtifactCache
-from coreset_interp.data import ImageDataset
-from coreset_interp.models.activations import ActivationStore
-from coreset_interp.models.adapter import ModelAdapter
 from coreset_interp.registry import Registry
+
+if TYPE_CHECKING:
+    # Annotations only: a method's code hash (method_versions) then does not follow these packages.
+    from coreset_interp.cache import ArtifactCache
+    from coreset_interp.data import ImageDataset
+    from coreset_interp.models.activations import ActivationStore
+    from coreset_interp.models.adapter import ModelAdapter
 
 
 @dataclass
