@@ -1,6 +1,7 @@
 """A newcomer goes from any YAML name to its code in one step: for every registry group and every YAML
 in ``conf/<group>/``, ``get_<group>(name)`` resolves to a class defined in
-``coreset_interp/<package>/<name>.py``, the YAML is ``name`` plus flat constructor fields, and an unknown field is a one-line error.
+``coreset_interp/<package>/<name>.py``, the YAML is ``name`` plus flat constructor fields, and an unknown
+field is a one-line error.
 
 The table says which package each group uses and how its entries are built. (``ratio``, ``metric``,
 ``experiment``, launchers and tuning files are plain config, not registries.)
