@@ -3,7 +3,6 @@ activations into interpretation maps Z with them, and measure their relevance (a
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import torch
 
-from coreset_interp.registry import Registry
+from coreset_interp.registry import Registry, constructor_fields
 
 if TYPE_CHECKING:
     # Annotations only: a method's code hash (method_versions) then does not follow these packages.
@@ -93,12 +92,7 @@ class Interpreter(ABC):
         Returns:
             A JSON-serialisable dict, field -> value.
         """
-        fields = inspect.signature(type(self).__init__).parameters
-        return {
-            f: getattr(self, f)
-            for f, p in fields.items()
-            if f != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        }
+        return {f: getattr(self, f) for f in constructor_fields(type(self))}
 
     def fit_params(self) -> dict[str, Any]:
         """The parameters a fit depends on (part of every fit's cache key).

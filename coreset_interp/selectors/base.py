@@ -10,7 +10,6 @@ implements :meth:`Selector._select_class` on the features of one class.
 from __future__ import annotations
 
 import abc
-import inspect
 import math
 import zlib
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 from tqdm.auto import tqdm
 
-from coreset_interp.registry import Registry
+from coreset_interp.registry import Registry, constructor_fields
 
 # Rows per chunk when checking finiteness, so that a 1.28M x 2048 ImageNet matrix never needs a
 # same-sized boolean temporary.
@@ -106,12 +105,7 @@ class Selector(abc.ABC):
         Returns:
             A JSON-serialisable dict; empty for selectors without hyperparameters.
         """
-        fields = inspect.signature(type(self).__init__).parameters
-        return {
-            f: getattr(self, f)
-            for f, p in fields.items()
-            if f != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        }
+        return {f: getattr(self, f) for f in constructor_fields(type(self))}
 
     def key(self) -> dict[str, Any]:
         """What identifies this selector's coresets in a cache key: name, code version and parameters.

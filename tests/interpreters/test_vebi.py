@@ -316,7 +316,7 @@ def test_vebi_job_writes_complete_results(
     from coreset_interp.pipeline import run
 
     # Two control draws instead of five keep the test short; the evaluation is otherwise the default.
-    overrides = ["interpreter=vebi", "interpreter.params.random_draws=2", "selector=random"]
+    overrides = ["interpreter=vebi", "interpreter.random_draws=2", "selector=random"]
     res = run(make_config([*overrides, "ratio.percents=[20]", "metric.null_reference=false"]))
     keys = {
         "accuracy",
