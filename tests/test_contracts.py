@@ -157,3 +157,63 @@ def test_interpreter_contract(name: str, tiny: InterpretContext) -> None:
     # A fit compared with itself is at distance 0 (or undefined where a side has no variance).
     phi = interp.paired_phi(fit, copy, tiny, tiny.val.class_indices(0), alpha=1.0)
     assert phi.phi is None or phi.phi == pytest.approx(0.0, abs=1e-5)
+
+
+# ------------------------------------------------------------------------------------------ cache keys
+def test_coreset_key_holds_defaults_and_the_code_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first version keyed coresets by the raw YAML: a field left to its default and the same field
+    written out gave two keys, and a changed algorithm reused old coresets."""
+    from types import SimpleNamespace
+
+    from coreset_interp.cache import ArtifactCache
+    from coreset_interp.pipeline import select_coreset
+
+    feats, labels = _features()
+
+    def key(node: dict[str, Any]) -> str:
+        ws = SimpleNamespace(
+            train=SimpleNamespace(g=feats, labels=labels),
+            activation_keys={"train": "tiny-train"},
+            extras={},
+            cache=ArtifactCache(tmp_path / "cache"),
+        )
+        idx, _, coreset_key = select_coreset(ws, {"selector": node}, 0.5, seed=0)  # type: ignore[arg-type]
+        np.testing.assert_array_equal(idx, SELECTORS.build(node).select(feats, labels, 0.5, 0))
+        return coreset_key
+
+    implicit = key({"name": "dgpruning"})
+    assert key({"name": "dgpruning", "k": 5, "gamma_r": 0.1}) == implicit
+    assert key({"name": "dgpruning", "k": 3}) != implicit
+    cls = SELECTORS.factory("dgpruning")
+    monkeypatch.setattr(cls, "version", cls.version + 1)
+    assert key({"name": "dgpruning"}) != implicit
+
+
+def test_fit_and_evaluation_keys_leave_out_what_cannot_change_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from coreset_interp.pipeline import _fit_spec, evaluation_spec
+
+    ctx = SimpleNamespace(model_key="tiny-train")
+
+    def fit_spec(name: str, **fields: Any) -> dict[str, Any]:
+        return _fit_spec(INTERPRETERS.get(name, **fields), ctx, 0, "c")  # type: ignore[arg-type]
+
+    def eval_spec(name: str, **fields: Any) -> dict[str, Any]:
+        return evaluation_spec(INTERPRETERS.get(name, **fields), "tiny-train", "tiny-val", 0)
+
+    # Speed-only fields stay out of every key, evaluation-only ones out of the fit's.
+    assert fit_spec("vebi", working_set=7, gram_batch=3) == fit_spec("vebi")
+    assert eval_spec("vebi", working_set=7, gram_batch=3) == eval_spec("vebi")
+    assert fit_spec("vebi", random_draws=2) == fit_spec("vebi")
+    assert eval_spec("vebi", random_draws=2) != eval_spec("vebi")
+    assert fit_spec("ice", candidates=2) == fit_spec("ice")
+    assert eval_spec("ice", candidates=2) != eval_spec("ice")
+    assert fit_spec("vebi", mu=1.0) != fit_spec("vebi")
+    # A version bump changes both.
+    before = fit_spec("topic"), eval_spec("topic")
+    cls = INTERPRETERS.factory("topic")
+    monkeypatch.setattr(cls, "version", cls.version + 1)
+    assert fit_spec("topic") != before[0] and eval_spec("topic") != before[1]
