@@ -217,3 +217,15 @@ def test_fit_and_evaluation_keys_leave_out_what_cannot_change_them(monkeypatch: 
     cls = INTERPRETERS.factory("topic")
     monkeypatch.setattr(cls, "version", cls.version + 1)
     assert fit_spec("topic") != before[0] and eval_spec("topic") != before[1]
+
+
+@pytest.mark.parametrize("name", INTERPRETER_NAMES)
+def test_speed_only_fields_do_not_split_report_series(name: str) -> None:
+    """The report's series identity agrees with the cache keys: a speed-only field changes no number."""
+    from coreset_interp.identity import can_change_a_number
+
+    cls: Any = INTERPRETERS.factory(name)
+    for field in cls.speed_only:
+        assert not can_change_a_number(f"interpreter.{field}"), field
+    for field in set(INTERPRETERS.fields(name)) - cls.speed_only:
+        assert can_change_a_number(f"interpreter.{field}"), field
