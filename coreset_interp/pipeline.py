@@ -531,28 +531,12 @@ def null_fit(
     mspec = model_spec(rcfg, ws.dataset)
     # Only what the interpreter reads (ICE, topic: maps; VEBI: train energies), one pass per split.
     train, ktrain = activations_for(
-        ws.cache,
-        model,
-        mspec,
-        ws.dataset,
-        "train",
-        ws.device,
-        cfg,
-        interp.store_parts("train"),
-        ws.extraction,
-        "null",
+        ws.cache, model, mspec, ws.dataset, "train", ws.device, cfg, interp.store_parts("train"),
+        ws.extraction, "null",
     )
     val, _ = activations_for(
-        ws.cache,
-        model,
-        mspec,
-        ws.dataset,
-        "val",
-        ws.device,
-        cfg,
-        interp.store_parts("val"),
-        ws.extraction,
-        "null",
+        ws.cache, model, mspec, ws.dataset, "val", ws.device, cfg, interp.store_parts("val"),
+        ws.extraction, "null",
     )
     rctx = replace(ctx, model=model, train=train, val=val, model_key=ktrain)
     fit_null, _ = fit_interpreter(interp, rctx, np.arange(train.n, dtype=np.int64), seed, None)
