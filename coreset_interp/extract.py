@@ -46,7 +46,7 @@ def extract(cfg: dict[str, Any]) -> dict[str, Any]:
     """
     from coreset_interp.cache import ArtifactCache
     from coreset_interp.data import build_dataset
-    from coreset_interp.interpreters import get_interpreter
+    from coreset_interp.interpreters import INTERPRETERS
     from coreset_interp.models import load_model, model_spec
     from coreset_interp.models.extraction import ExtractSettings, ensure_store
     from coreset_interp.pipeline import null_model_config, resolve_device
@@ -58,7 +58,7 @@ def extract(cfg: dict[str, Any]) -> dict[str, Any]:
     if bad or not splits:
         raise ValueError(f"extract.splits must be a non-empty list of train, val; got {splits}")
     icfg = cfg["interpreter"]
-    interp = get_interpreter(str(icfg["name"]), **dict(icfg.get("params") or {}))
+    interp = INTERPRETERS.build(icfg)
     energies = _flag(ex.get("energies", "auto"), interp.name == "vebi", "extract.energies")
     null = _flag(
         ex.get("null_reference", "auto"), bool(cfg["metric"].get("null_reference")), "extract.null_reference"

@@ -24,13 +24,13 @@ from coreset_interp.cache import ArtifactCache, spec_key
 from coreset_interp.comparisons import ComparedFit, compare_class_outer, resolve_backend
 from coreset_interp.data import ImageDataset, build_dataset
 from coreset_interp.devices import job_gpu
-from coreset_interp.interpreters import ClassPhi, InterpretContext, Interpreter, get_interpreter
+from coreset_interp.interpreters import INTERPRETERS, ClassPhi, InterpretContext, Interpreter
 from coreset_interp.models import ModelAdapter, load_model, model_spec
 from coreset_interp.models.activations import ActivationStore
 from coreset_interp.models.extraction import ExtractSettings, ensure_store
 from coreset_interp.models.loader import resolve_num_workers
 from coreset_interp.parallel import resolve_n_jobs
-from coreset_interp.selectors import get_selector
+from coreset_interp.selectors import SELECTORS
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def build_workspace(cfg: dict[str, Any], cache: ArtifactCache) -> Workspace:
     # The trained model's maps serve every interpreter of a sweep; the job's interpreter adds its own
     # parts (VEBI's energies) to the same pass.
     icfg = cfg["interpreter"]
-    interp = get_interpreter(str(icfg["name"]), **dict(icfg.get("params") or {}))
+    interp = INTERPRETERS.build(icfg)
     stats: list[dict[str, Any]] = []
     stores, keys = {}, {}
     for split in ("train", "val"):
@@ -238,25 +238,18 @@ def select_coreset(
     Returns:
         (sorted train indices, selection seconds when it was computed, coreset key).
     """
-    scfg = cfg["selector"]
-    params = dict(scfg.get("params") or {})
     features, labels, feat_key = ws.train.g, ws.train.labels, ws.activation_keys["train"]
-    source = params.pop("source_model", None)
-    if source is not None:
-        features, feat_key = _source_features(ws, cfg, dict(source))
-    # One selector per (name, params) and job: selectors may keep per-class work that does not depend on
+    # One selector per (node, features) and job: selectors may keep per-class work that does not depend on
     # rho (DGPruning's kNN graphs) for the job's other ratios.
-    sel_key = ("selector", str(scfg["name"]), spec_key(params), feat_key)
-    if sel_key not in ws.extras:
-        ws.extras[sel_key] = get_selector(str(scfg["name"]), **params)
-    selector = ws.extras[sel_key]
-    spec = {
-        "selector": str(scfg["name"]),
-        "params": params,
-        "ratio": ratio,
-        "seed": seed,
-        "features": feat_key,
-    }
+    node_key = ("selector", spec_key(dict(cfg["selector"])), feat_key)
+    if node_key not in ws.extras:
+        ws.extras[node_key] = SELECTORS.build(cfg["selector"])
+    selector = ws.extras[node_key]
+    source = selector.source_model()
+    if source is not None:
+        features, feat_key = _source_features(ws, cfg, source)
+    # The key holds every parameter (defaults included) and the code version, not the raw YAML.
+    spec = {**selector.key(), "ratio": ratio, "seed": seed, "features": feat_key}
     result, _ = ws.cache.get_or_compute_pickle(
         "coreset", spec, lambda: _timed(lambda: selector.select(features, labels, ratio, seed))
     )
@@ -320,7 +313,8 @@ def _fit_spec(
 ) -> dict[str, Any]:
     return {
         "interpreter": interp.name,
-        "params": interp.params(),
+        "version": interp.version,
+        "params": interp.fit_params(),
         "seed": seed,
         "train": ctx.model_key,
         "coreset": coreset_key if coreset_key is not None else "full",
@@ -356,7 +350,8 @@ def evaluation_spec(interp: Interpreter, train_key: str, val_name: str, seed: in
     """
     return {
         "interpreter": interp.name,
-        "params": interp.params(),
+        "version": interp.version,
+        "params": interp.evaluation_params(),
         "seed": seed,
         "train": train_key,
         "val": val_name,
@@ -584,10 +579,9 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"metric.alpha must be in [0, 1], got {alpha}")
     icfg = cfg["interpreter"]
-    interp = get_interpreter(str(icfg["name"]), **dict(icfg.get("params") or {}))
-    # Fail on a bad selector name before any expensive work.
-    sparams = {k: v for k, v in dict(cfg["selector"].get("params") or {}).items() if k != "source_model"}
-    get_selector(str(cfg["selector"]["name"]), **sparams)
+    interp = INTERPRETERS.build(icfg)
+    # Fail on a bad selector name or field before any expensive work.
+    SELECTORS.build(cfg["selector"])
 
     cache = ArtifactCache.from_config(cfg)
     log.info(cache.check())

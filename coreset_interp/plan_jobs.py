@@ -16,7 +16,8 @@ from typing import Any
 
 from coreset_interp import plan_costs as pc
 from coreset_interp.cache import spec_key
-from coreset_interp.plan_keys import KeyOracle, comparison_keys, method_params, null_model_cfg
+from coreset_interp.plan_keys import KeyOracle, comparison_keys, null_model_cfg
+from coreset_interp.registry import split_node
 
 STAGES = (
     "extraction passes",
@@ -149,11 +150,12 @@ def plan_job(cfg: dict[str, Any], profile: pc.Profile, name: str, ice_backend: s
     from coreset_interp.interpreters import get_interpreter
     from coreset_interp.pipeline import _fit_spec, evaluation_spec, ratios_from_percents
     from coreset_interp.reality import bootstrap_key, bootstrap_seed
+    from coreset_interp.selectors import SELECTORS
 
     s = shapes(cfg)
     icfg = cfg["interpreter"]
     iname = str(icfg["name"])
-    params = method_params(icfg)
+    params = split_node(icfg)[1]
     if iname == "ice" and ice_backend is not None:
         params["backend"] = ice_backend
     if iname == "ice" and params["backend"] == "auto":
@@ -164,13 +166,16 @@ def plan_job(cfg: dict[str, Any], profile: pc.Profile, name: str, ice_backend: s
     except Exception:  # noqa: BLE001 - keys are optional; costs do not need the interpreter object
         interp = None
     selector = str(cfg["selector"]["name"])
-    sparams = method_params(cfg["selector"])
+    try:
+        selector_key: dict[str, Any] | None = SELECTORS.build(cfg["selector"]).key()
+    except Exception:  # noqa: BLE001 - as for the interpreter: costs do not need the selector object
+        selector_key = None
     ratios = ratios_from_percents(cfg["ratio"]["percents"])
     seed = int(cfg["seed"])
     alpha = float(cfg["metric"]["alpha"])
     oracle = KeyOracle(cfg)
     mid, did = _frozen(cfg["model"]), _frozen(cfg["dataset"])
-    icfg_id = _frozen({"name": iname, "params": params})
+    icfg_id = _frozen({"name": iname, **params})
     job = JobPlan(name)
 
     def add(
@@ -216,8 +221,8 @@ def plan_job(cfg: dict[str, Any], profile: pc.Profile, name: str, ice_backend: s
     add("evaluations", ("eval", *full_id), "full-data evaluation", eval_cost, "evaluation", full_eval)
     other_keys: list[str | None] = []
     for rho in ratios:
-        cspec = {"selector": selector, "params": sparams, "ratio": rho, "seed": seed, "features": ktrain}
-        ckey = spec_key(cspec) if ktrain is not None else None
+        cspec = {**(selector_key or {}), "ratio": rho, "seed": seed, "features": ktrain}
+        ckey = spec_key(cspec) if ktrain is not None and selector_key is not None else None
         cid = ("coreset", mid, did, _frozen(cfg["selector"]), rho, seed)
         add("selection", cid, f"coreset {rho:g}", pc.selection(profile, s, selector, rho), "coreset", ckey)
         fkey = fit_key(ktrain, ckey) if ckey is not None else None

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from coreset_interp.cache import spec_key
-from coreset_interp.registry import split_node
 
 
 class KeyOracle:
@@ -64,21 +63,6 @@ def null_model_cfg(cfg: dict[str, Any]) -> dict[str, Any]:
     from coreset_interp.pipeline import null_model_config
 
     return null_model_config(cfg, int(cfg["seed"]))
-
-
-def method_params(node: dict[str, Any]) -> dict[str, Any]:
-    """A selector's or interpreter's constructor fields, from its config node.
-
-    Args:
-        node: the group's node: ``name`` plus flat fields, or the older ``name`` + ``params`` block.
-
-    Returns:
-        The fields (a copy).
-    """
-    # Both shapes while the groups move to flat fields: the planner must price either.
-    if "params" in node:
-        return dict(node["params"] or {})
-    return split_node(node)[1]
 
 
 def comparison_keys(

@@ -97,15 +97,13 @@ def test_job_units_per_stage_on_the_embedded_default(tmp_path: Path) -> None:
     assert len({u.ident for u in job.units}) == len(job.units)
 
 
-def test_method_params_read_both_group_shapes_and_costs_need_every_field() -> None:
-    from coreset_interp.plan_keys import method_params
+def test_costs_read_every_interpreter_field_from_its_yaml() -> None:
+    from coreset_interp.registry import split_node
 
-    assert method_params({"name": "ice", "params": {"n_components": 3}}) == {"n_components": 3}
-    assert method_params({"name": "ice", "n_components": 3}) == {"n_components": 3}
     (_, cfg), *_ = plan.expand_sweep(["interpreter=topic"], multirun=False)
     s = plan.shapes(cfg)
     profile = plan_costs.load_profile("cpu")
-    params = method_params(cfg["interpreter"])
+    params = split_node(cfg["interpreter"])[1]
     assert plan_costs.fit(profile, s, "topic", params, 1.0).seconds > 0
     # conf/interpreter is the one place the fields' defaults live: a missing one is an error, not 10.
     del params["n_concepts"]

@@ -294,8 +294,8 @@ def test_raw_imagenet_job_on_three_classes(
         "dataset.resize=64",
         "ratio.percents=[50]",
         "metric.null_reference=false",
-        "interpreter.params.n_components=2",
-        "interpreter.params.max_iter=30",
+        "interpreter.n_components=2",
+        "interpreter.max_iter=30",
     ]
     cfg = make_config(overrides, cache_dir=tmp_path / "cache")
     result = run(cfg)

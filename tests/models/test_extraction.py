@@ -379,7 +379,7 @@ def test_vebi_job_extracts_once_per_split_and_model(
             "model.train.seed=1",
             "dataset.image_size=8",
             "interpreter=vebi",
-            "interpreter.params.random_draws=1",
+            "interpreter.random_draws=1",
             "selector=random",
             "ratio.percents=[50]",
         ],
