@@ -63,6 +63,12 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 
 
 def finite_json(obj: Any) -> Any:
+    """Args:
+        obj: JSON-like data, possibly with NaN/inf floats and numpy scalars.
+
+    Returns:
+        The same data with NaN/inf as None, numpy scalars as Python ones and keys as strings.
+    """
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):

@@ -24,7 +24,8 @@ class ImageDataset(ABC):
     """A labelled image dataset with a ``train`` split (interpretation is learned there) and a ``val``
     split (evaluation happens there).
 
-    Subclasses set ``name``, ``num_classes`` and ``class_names``.
+    Subclasses set ``num_classes`` and ``class_names``; ``name`` is set by ``@DATASETS.register`` (the
+    module's name).
     """
 
     name: str
