@@ -22,10 +22,10 @@ from tqdm.auto import tqdm
 
 from coreset_interp.cache import ArtifactCache, spec_key
 from coreset_interp.comparisons import ComparedFit, compare_class_outer, resolve_backend
-from coreset_interp.data import ImageDataset, build_dataset
+from coreset_interp.data import ImageDataset, get_dataset
 from coreset_interp.devices import job_gpu
 from coreset_interp.interpreters import INTERPRETERS, ClassPhi, InterpretContext, Interpreter
-from coreset_interp.models import ModelAdapter, load_model, model_spec
+from coreset_interp.models import ModelAdapter, get_model
 from coreset_interp.models.activations import ActivationStore
 from coreset_interp.models.extraction import ExtractSettings, ensure_store
 from coreset_interp.models.loader import resolve_num_workers
@@ -155,7 +155,7 @@ def activations_for(
     Args:
         cache: the artifact cache.
         model: the adapter.
-        mspec: the model's specification (:func:`coreset_interp.models.model_spec`).
+        mspec: the model's specification (:meth:`coreset_interp.models.Model.spec`).
         dataset: the dataset.
         split: ``train`` or ``val``.
         device: torch device.
@@ -188,10 +188,10 @@ def build_workspace(cfg: dict[str, Any], cache: ArtifactCache) -> Workspace:
         The workspace.
     """
     device = resolve_device(str(cfg.get("device", "auto")))
-    dataset = build_dataset(cfg["dataset"])
+    dataset = get_dataset(**cfg["dataset"])
     progress = bool(cfg.get("progress", True))
-    model, info = load_model(cfg["model"], dataset, cache, device, progress)
-    mspec = model_spec(cfg["model"], dataset)
+    model, info = get_model(**cfg["model"]).load(dataset, cache, device, progress)
+    mspec = info["spec"]
     # The trained model's maps serve every interpreter of a sweep; the job's interpreter adds its own
     # parts (VEBI's energies) to the same pass.
     icfg = cfg["interpreter"]
@@ -262,11 +262,12 @@ def _source_features(
     """Train GAP features of another model (the transfer selector, the paper's Sec. 4.5)."""
     key = spec_key(source_cfg)
     if key not in ws.extras:
-        model, _ = load_model(source_cfg, ws.dataset, ws.cache, ws.device, bool(cfg.get("progress", True)))
+        progress = bool(cfg.get("progress", True))
+        model, info = get_model(**source_cfg).load(ws.dataset, ws.cache, ws.device, progress)
         store, skey = activations_for(
             ws.cache,
             model,
-            model_spec(source_cfg, ws.dataset),
+            info["spec"],
             ws.dataset,
             "train",
             ws.device,
@@ -527,8 +528,8 @@ def null_fit(
         The fit with its cache key and its context.
     """
     rcfg = null_model_config(cfg, seed)
-    model, _ = load_model(rcfg, ws.dataset, ws.cache, ws.device, progress=False)
-    mspec = model_spec(rcfg, ws.dataset)
+    model, info = get_model(**rcfg).load(ws.dataset, ws.cache, ws.device, progress=False)
+    mspec = info["spec"]
     # Only what the interpreter reads (ICE, topic: maps; VEBI: train energies), one pass per split.
     train, ktrain = activations_for(
         ws.cache, model, mspec, ws.dataset, "train", ws.device, cfg, interp.store_parts("train"),
@@ -714,7 +715,8 @@ def run_job(cfg: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
         The full result payload (``status`` tells whether it failed).
     """
     from coreset_interp.jobstate import JobHeartbeat, code_version, skip_completed
-    from coreset_interp.tracking import JobFiles, make_tracker
+    from coreset_interp.trackers import get_logger
+    from coreset_interp.tracking import JobFiles
 
     code = code_version()
     if (done := skip_completed(cfg, Path(job["dir"]), code)) is not None:
@@ -725,7 +727,7 @@ def run_job(cfg: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
     heartbeat = JobHeartbeat(files.write_result, payload, cfg.get("job_heartbeat"))
     files.write_result(payload)
-    tracker = make_tracker(cfg["logger"])
+    tracker = get_logger(**cfg["logger"])
     start = time.perf_counter()
 
     def on_ratio(entry: dict[str, Any]) -> None:

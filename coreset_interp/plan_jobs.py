@@ -114,7 +114,7 @@ def shapes(cfg: dict[str, Any]) -> pc.Shapes:
         The shapes the cost model needs.
     """
     n_train, n_val, classes, jpeg = dataset_sizes(cfg["dataset"])
-    arch = str(cfg["model"]["arch"])
+    arch = str(cfg["model"]["name"])
     size = int(cfg["dataset"]["image_size"])
     side = max(1, size // (16 if str(cfg["model"]["stem"]) == "small" else 32))
     return pc.Shapes(

@@ -14,30 +14,29 @@ class KeyOracle:
     the dataset is not present, so its fingerprint is unknown)."""
 
     def __init__(self, cfg: dict[str, Any]) -> None:
-        from coreset_interp.data import build_dataset
-        from coreset_interp.models import model_spec
+        from coreset_interp.data import get_dataset
 
         self.cfg = cfg
         self.ok = False
         try:
-            self.dataset = build_dataset(cfg["dataset"])
+            self.dataset = get_dataset(**cfg["dataset"])
             self.fingerprint = self.dataset.fingerprint()
         except Exception:  # noqa: BLE001 - an absent dataset only means the keys are unknown
             return
-        self.model_spec = model_spec
         self.ok = True
 
     def activations(self, mcfg: dict[str, Any], split: str) -> str | None:
         """Key of :func:`coreset_interp.pipeline.activations_for`'s artifact."""
         if not self.ok:
             return None
+        from coreset_interp.models import get_model
         from coreset_interp.models.extraction import store_spec
         from coreset_interp.models.loader import compute_precision
 
         device = job_device(self.cfg)
         autocast = bool(self.cfg["extract"]["autocast"])
         spec = store_spec(
-            self.model_spec(mcfg, self.dataset),
+            get_model(**mcfg).spec(self.dataset),
             self.fingerprint,
             split,
             str(self.cfg["activation_dtype"]),
@@ -47,7 +46,9 @@ class KeyOracle:
 
     def checkpoint(self, mcfg: dict[str, Any]) -> str | None:
         """Key of a trained model's checkpoint."""
-        return spec_key(self.model_spec(mcfg, self.dataset)) if self.ok else None
+        from coreset_interp.models import get_model
+
+        return spec_key(get_model(**mcfg).spec(self.dataset)) if self.ok else None
 
 
 def job_device(cfg: dict[str, Any]) -> Any:

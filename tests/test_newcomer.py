@@ -1,67 +1,102 @@
-"""A newcomer goes from any YAML name to its code in one step: for every registry group and every YAML
-in ``conf/<group>/``, ``get_<group>(name)`` resolves to a class defined in
-``coreset_interp/<package>/<name>.py``, the YAML is ``name`` plus flat constructor fields, and an unknown
-field is a one-line error.
+"""A newcomer goes from any YAML name to its code in one step, and every registry group is built the same
+way: for every YAML in ``conf/<group>/``, ``get_<group>(name)`` resolves to a class defined in the group's
+package in a module named after the entry, the YAML is ``name`` plus flat fields the constructor takes
+(explicit keyword arguments), and an unknown field is a one-line error listing the valid ones.
 
-The table says which package each group uses and how its entries are built. (``ratio``, ``metric``,
-``experiment``, launchers and tuning files are plain config, not registries.)
+Which package each group uses (``ratio``, ``metric``, ``experiment``, launchers, tuning and the dataset
+presets in ``dataset_defaults`` are plain config, not registries):
+
+=========  ============================  ===================  =================
+group      package (one module/entry)    registry             verbs
+=========  ============================  ===================  =================
+selector   ``coreset_interp.selectors``  ``SELECTORS``        ``get_selector``, ``list_selectors``
+interpreter ``coreset_interp.interpreters`` ``INTERPRETERS`` ``get_interpreter``, ``list_interpreters``
+model      ``coreset_interp.models``     ``MODELS``           ``get_model``, ``list_models``
+dataset    ``coreset_interp.data``       ``DATASETS``         ``get_dataset``, ``list_datasets``
+logger     ``coreset_interp.trackers``   ``TRACKERS``         ``get_logger``, ``list_loggers``
+=========  ============================  ===================  =================
 """
 
 from __future__ import annotations
 
+import inspect
+import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
-from coreset_interp.interpreters import INTERPRETERS, get_interpreter
+from coreset_interp.data import DATASETS, get_dataset, list_datasets
+from coreset_interp.interpreters import INTERPRETERS, get_interpreter, list_interpreters
+from coreset_interp.models import MODELS, get_model, list_models
 from coreset_interp.registry import Registry, RegistryError
-from coreset_interp.selectors import SELECTORS, get_selector
-from tests.conftest import compose_config
+from coreset_interp.selectors import SELECTORS, get_selector, list_selectors
+from coreset_interp.trackers import TRACKERS, get_logger, list_loggers
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-@dataclass(frozen=True)
-class Group:
-    """One registry group: its package under ``coreset_interp/``, its registry and its builder verb."""
+class Group(NamedTuple):
+    """One registry group: where its code lives and its verbs."""
 
     package: str
     registry: Registry[Any]
     get: Callable[..., Any]
+    names: Callable[[], list[str]]
 
 
-#: group (the folder in conf/) -> where its entries live. One row per registry group.
 GROUPS: dict[str, Group] = {
-    "selector": Group("selectors", SELECTORS, get_selector),
-    "interpreter": Group("interpreters", INTERPRETERS, get_interpreter),
+    "selector": Group("coreset_interp.selectors", SELECTORS, get_selector, list_selectors),
+    "interpreter": Group("coreset_interp.interpreters", INTERPRETERS, get_interpreter, list_interpreters),
+    "model": Group("coreset_interp.models", MODELS, get_model, list_models),
+    "dataset": Group("coreset_interp.data", DATASETS, get_dataset, list_datasets),
+    "logger": Group("coreset_interp.trackers", TRACKERS, get_logger, list_loggers),
+}
+#: Entries cheap to build from their YAML alone (the others read data from disk).
+BUILDABLE = {
+    ("dataset", "digits"),
+    *(("selector", n) for n in list_selectors()),
+    *(("interpreter", n) for n in list_interpreters()),
+    *(("model", n) for n in list_models()),
+    *(("logger", n) for n in list_loggers()),
 }
 
-CASES = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+
+def _entries() -> list[tuple[str, str]]:
+    return [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 
 
-@pytest.mark.parametrize(("group", "name"), CASES, ids=[f"{g}={n}" for g, n in CASES])
-def test_yaml_name_leads_to_its_module(group: str, name: str) -> None:
-    row = GROUPS[group]
-    built = row.get(name)
-    cls = type(built)
-    assert cls.__module__ == f"coreset_interp.{row.package}.{name}", (
-        f"conf/{group}/{name}.yaml builds {cls.__module__}.{cls.__qualname__}, "
-        f"not a class of coreset_interp/{row.package}/{name}.py"
-    )
-    assert built.name == name and row.registry.factory(name) is cls
-
-
-@pytest.mark.parametrize(("group", "name"), CASES, ids=[f"{g}={n}" for g, n in CASES])
-def test_yaml_is_flat_and_rejects_unknown_fields_in_one_line(group: str, name: str) -> None:
-    row = GROUPS[group]
-    node = compose_config([f"{group}={name}"])[group]
-    fields = [k for k in node if k != "name"]
+@pytest.mark.parametrize(("group", "name"), _entries(), ids=[f"{g}={n}" for g, n in _entries()])
+def test_yaml_name_leads_to_its_module_and_flat_fields(group: str, name: str, make_config) -> None:
+    spec = GROUPS[group]
+    node = make_config([f"{group}={name}"])[group]
+    assert node["name"] == name and name in spec.names()
+    cls = spec.registry.factory(name)
+    module = sys.modules[cls.__module__]
+    assert cls.__module__ == f"{spec.package}.{name}", f"{group}={name} is defined in {cls.__module__}"
+    assert Path(module.__file__).name == f"{name}.py" and cls.name == name
+    params = inspect.signature(cls).parameters.values()
+    assert not any(p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in params), "explicit keyword arguments"
+    fields = {k: v for k, v in node.items() if k != "name"}
     assert "params" not in fields, f"conf/{group}/{name}.yaml still has a params block"
-    assert set(fields) <= set(row.registry.fields(name))
-    row.registry.build(node)
+    assert set(fields) <= set(spec.registry.fields(name))
+    spec.registry.check_fields(name, fields)
+    if (group, name) in BUILDABLE:
+        assert type(spec.get(**node)) is cls
+
+
+@pytest.mark.parametrize(("group", "name"), _entries(), ids=[f"{g}={n}" for g, n in _entries()])
+def test_unknown_field_is_one_line_listing_the_valid_ones(group: str, name: str) -> None:
+    spec = GROUPS[group]
     with pytest.raises(RegistryError) as err:
-        row.registry.build({**node, "not_a_field": 0})
-    assert "\n" not in str(err.value) and "valid:" in str(err.value)
+        spec.get(name, no_such_field=1)
+    message = str(err.value)
+    valid = ", ".join(spec.registry.fields(name))
+    assert message == f"{group} {name!r} has no field(s) 'no_such_field'; valid: {valid or '(none)'}"
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("group", sorted(GROUPS))
+def test_every_registered_entry_has_a_yaml(group: str) -> None:
+    assert GROUPS[group].names() == sorted(p.stem for p in (CONF / group).glob("*.yaml"))

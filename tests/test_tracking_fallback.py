@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from coreset_interp.tracking import TrackerFallbackWarning, WandbTracker
+from coreset_interp.trackers import TrackerFallbackWarning
+from coreset_interp.trackers.wandb import WandbTracker
 
 VALID = "online, offline, disabled"
 

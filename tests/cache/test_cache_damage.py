@@ -29,11 +29,11 @@ def val_source(digits_workspace: Any, make_config: Any) -> tuple[Any, dict[str, 
     """The trained digits model, its spec, a small split of digits (90 val images: a quick extraction) and
     the composed job config of the extraction (one in-process batch, no progress bar)."""
     from coreset_interp.data.digits import DigitsDataset
-    from coreset_interp.models import model_spec
+    from coreset_interp.models import get_model
 
     small = DigitsDataset(image_size=32, val_fraction=0.05, split_seed=0)
     cfg = make_config(["batch_size=256", "num_workers=0", "progress=false"])
-    return digits_workspace, model_spec(cfg["model"], digits_workspace.dataset), small, cfg
+    return digits_workspace, get_model(**cfg["model"]).spec(digits_workspace.dataset), small, cfg
 
 
 def _val_activations(source: tuple[Any, dict[str, Any], Any, dict[str, Any]], cache: ArtifactCache) -> Any:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from coreset_interp.models import load_model, model_spec
+from coreset_interp.models import get_model
 from coreset_interp.pipeline import activations_for, select_coreset
 from coreset_interp.selectors import SELECTORS, get_selector
 
@@ -22,10 +22,8 @@ def test_transfer_uses_the_source_models_features(make_config, digits_workspace)
     assert SELECTORS.build(cfg["selector"]).source_model() == cfg["selector"]["source_model"]
 
     src_cfg = cfg["selector"]["source_model"]
-    src_model, _ = load_model(src_cfg, ws.dataset, ws.cache, ws.device, progress=False)
-    src, _ = activations_for(
-        ws.cache, src_model, model_spec(src_cfg, ws.dataset), ws.dataset, "train", ws.device, cfg
-    )
+    src_model, src_info = get_model(**src_cfg).load(ws.dataset, ws.cache, ws.device, progress=False)
+    src, _ = activations_for(ws.cache, src_model, src_info["spec"], ws.dataset, "train", ws.device, cfg)
     expected = get_selector("moderate").select(src.g, ws.train.labels, 0.2, 0)
     own = get_selector("moderate").select(ws.train.g, ws.train.labels, 0.2, 0)
     np.testing.assert_array_equal(idx, expected)
