@@ -19,7 +19,8 @@ Two accuracies (result keys):
 The Phi protocol (the paper's Sec. 3.3) stays per class: :meth:`ICE.maps` of class c's val images use
 R_c, by definition of the comparison.
 
-Two NMF backends solve the same problem: ``torch`` (:mod:`coreset_interp.linalg.nmf`, on the job's device)
+Two NMF backends solve the same problem: ``torch`` (:mod:`coreset_interp.linalg.nmf`, on the job's device,
+HALS on the initialisation's randomized sketch of the class, its objective within 1 % of scikit-learn's)
 and ``sklearn`` (scikit-learn's ``NMF``, the first version). Each class's NMF is a cached checkpoint of its
 own (kind ``fit``, keyed by the method's parameters, the seed, the train activations and the class's rows),
 so a killed fit resumes at its first unfinished class; classes run on ``ctx.n_jobs`` workers.
@@ -41,7 +42,7 @@ from threadpoolctl import threadpool_limits
 
 from coreset_interp.cache import spec_key
 from coreset_interp.interpreters.base import InterpretContext, Interpreter
-from coreset_interp.linalg.nmf import fit_nmf, resolve_dtype
+from coreset_interp.linalg.nmf import SOLVERS, fit_nmf, resolve_dtype
 from coreset_interp.parallel import parallel_map
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,9 @@ class ICE(Interpreter):
         if backend != "sklearn":
             # The sklearn backend keeps the first version's fit parameters (one key per NMF problem); an
             # unresolved ``auto`` keys as itself, so it never shares a key with either backend.
-            params.update(backend=backend, dtype=self.dtype)
+            # The torch fits' solver (the default, sketched HALS) is part of their key: fits cached by the
+            # earlier full-data HALS are not reused for it.
+            params.update(backend=backend, dtype=self.dtype, solver=SOLVERS[0])
         self._params = params
 
     def bind(self, device: torch.device) -> None:
@@ -165,7 +168,14 @@ class ICE(Interpreter):
             log.warning("ice: %s has only %d positions x %d channels; using %d components", what, *x.shape, r)
         if self.backend == "torch":
             return fit_nmf(
-                x, r, max_iter=self.max_iter, tol=self.tol, seed=seed, device=device, dtype=self.dtype
+                x,
+                r,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                seed=seed,
+                device=device,
+                dtype=self.dtype,
+                solver=SOLVERS[0],
             )
         nmf = NMF(n_components=r, init="nndsvda", max_iter=self.max_iter, tol=self.tol, random_state=seed)
         # One BLAS thread: a class's NMF is thousands of small products, where OpenBLAS's threads only
