@@ -20,7 +20,7 @@ The Phi protocol (the paper's Sec. 3.3) stays per class: :meth:`ICE.maps` of cla
 R_c, by definition of the comparison.
 
 Two NMF backends solve the same problem: ``torch`` (:mod:`coreset_interp.linalg.nmf`, on the job's device,
-HALS on the initialisation's randomized sketch of the class, its objective within 1 % of scikit-learn's)
+HALS on the initialisation's randomized sketch of the class on a CPU, HALS on the class itself on a GPU)
 and ``sklearn`` (scikit-learn's ``NMF``, the first version). Each class's NMF is a cached checkpoint of its
 own (kind ``fit``, keyed by the method's parameters, the seed, the train activations and the class's rows),
 so a killed fit resumes at its first unfinished class; classes run on ``ctx.n_jobs`` workers.
@@ -42,7 +42,7 @@ from threadpoolctl import threadpool_limits
 
 from coreset_interp.cache import spec_key
 from coreset_interp.interpreters.base import InterpretContext, Interpreter
-from coreset_interp.linalg.nmf import SOLVERS, fit_nmf, resolve_dtype
+from coreset_interp.linalg.nmf import default_solver, fit_nmf, resolve_dtype
 from coreset_interp.parallel import parallel_map
 
 log = logging.getLogger(__name__)
@@ -148,9 +148,7 @@ class ICE(Interpreter):
         if backend != "sklearn":
             # The sklearn backend keeps the first version's fit parameters (one key per NMF problem); an
             # unresolved ``auto`` keys as itself, so it never shares a key with either backend.
-            # The torch fits' solver (the default, sketched HALS) is part of their key: fits cached by the
-            # earlier full-data HALS are not reused for it.
-            params.update(backend=backend, dtype=self.dtype, solver=SOLVERS[0])
+            params.update(backend=backend, dtype=self.dtype)
         self._params = params
 
     def bind(self, device: torch.device) -> None:
@@ -161,6 +159,10 @@ class ICE(Interpreter):
         """
         if self.backend == "auto":
             self._set_backend("torch" if torch.device(device).type == "cuda" else "sklearn")
+        if self.backend == "torch":
+            # The torch solver depends on the device (sketched HALS on the CPU, HALS on X on a GPU) and
+            # is part of the fit's key: the two give different components.
+            self._params["solver"] = default_solver(device)
 
     def _fit_nmf(self, x: np.ndarray, seed: int, what: str, device: torch.device | str = "cpu") -> FittedNMF:
         r = min(self.n_components, x.shape[0], x.shape[1])
@@ -175,7 +177,7 @@ class ICE(Interpreter):
                 seed=seed,
                 device=device,
                 dtype=self.dtype,
-                solver=SOLVERS[0],
+                solver=self._params.get("solver", default_solver(device)),
             )
         nmf = NMF(n_components=r, init="nndsvda", max_iter=self.max_iter, tol=self.tol, random_state=seed)
         # One BLAS thread: a class's NMF is thousands of small products, where OpenBLAS's threads only

@@ -11,14 +11,14 @@ written for torch so that it runs on the job's device:
   solver: W's columns one after another (Gauss-Seidel), then H's rows, each the closed-form non-negative
   least-squares minimiser given the others. Two solvers (``solver``):
 
-  - ``sketched`` (default): HALS on the rank-k sketch X ~ Q B (k = r + ``oversamples``) that the
+  - ``sketched`` (the default on a CPU): HALS on the rank-k sketch X ~ Q B (k = r + ``oversamples``) that the
     initialisation's randomized SVD computes anyway (randomized HALS, Erichson et al. 2018). A sweep is
     then O((n + d) k r) instead of two passes over X: on this machine's 2 cores a 63,700 x 2048 class
     (r = 10, 200 sweeps) is dominated by the sketch's 16 products with X (``scripts/bench_nmf.py``);
-  - ``hals``: HALS on X itself. Its products ``H X^T`` and ``Wt X`` (r = 10 rows) are skinny GEMMs that
-    run at 3-5 GB/s here, against ~15 GB/s of memory bandwidth, so a sweep costs ~0.25 s however it is
-    blocked; on the CPU it computes both in one pass over X, block by block (W's updates are separable
-    over rows).
+  - ``hals`` (the default on a GPU): HALS on X itself. Its products ``H X^T`` and ``Wt X`` (r = 10 rows)
+    are skinny GEMMs that run at 3-5 GB/s here, against ~15 GB/s of memory bandwidth, so a sweep costs
+    ~0.25 s however it is blocked; on the CPU it computes both in one pass over X, block by block (W's
+    updates are separable over rows).
 
   The reported objective is ||X - W H||_F on X itself for both;
 - stop: after ``max_iter`` sweeps, or when the projected-gradient violation of a sweep falls to ``tol`` times
@@ -30,14 +30,19 @@ Both factors are kept as rows (``Wt`` r x n and ``H`` r x d): every coordinate u
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from coreset_interp.linalg.hals import (
+    _as_tensor,
+    _until_converged,
+    frobenius_error,
+    hals_rows,
+    resolve_dtype,
+)
 from coreset_interp.linalg.sketch import (
     auto_power_iterations,
     nndsvda_init,
@@ -46,11 +51,36 @@ from coreset_interp.linalg.sketch import (
     serial,
 )
 
-__all__ = ["SOLVERS", "TorchNMF", "fit_nmf", "frobenius_error", "nndsvda_init", "nnls_hals", "randomized_svd"]
+__all__ = [
+    "SOLVERS",
+    "TorchNMF",
+    "default_solver",
+    "fit_nmf",
+    "frobenius_error",
+    "hals_rows",
+    "nndsvda_init",
+    "nnls_hals",
+    "randomized_svd",
+    "resolve_dtype",
+]
 
 #: ``sketched``: HALS on the rank-k sketch X ~ Q B of the initialisation (k = r + ``oversamples``), each
 #: sweep O((n + d) k r); ``hals``: HALS on X itself, each sweep two passes of O(n d r) over X.
 SOLVERS = ("sketched", "hals")
+
+
+def default_solver(device: torch.device | str) -> str:
+    """``hals`` on a GPU (its products with X run at memory bandwidth there), else ``sketched``.
+
+    Args:
+        device: where the fit runs.
+
+    Returns:
+        The solver name.
+    """
+    return "hals" if torch.device(device).type == "cuda" else "sketched"
+
+
 #: Extra sketch columns beyond r (scikit-learn's randomized SVD uses 10; the initialisation then equals
 #: the ``hals`` solver's).
 SKETCH_OVERSAMPLES = 10
@@ -60,92 +90,6 @@ SWEEP_BLOCK_BYTES = 8 << 20
 #: Below this many elements of X a whole fit or transform runs on one CPU thread: its products are then
 #: short kernels too (on 2 busy cores a 1500 x 120 fit of 30 sweeps took 21 s with 2 threads).
 SERIAL_ELEMENTS = 1 << 22
-#: Elements of the (rows x d) residual block held at once when the objective is computed.
-_ERROR_BLOCK = 1 << 24
-
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """Args:
-        dtype: ``float32``, ``float64`` or a torch floating dtype.
-
-    Returns:
-        The torch dtype.
-    """
-    if isinstance(dtype, torch.dtype):
-        if dtype not in _DTYPES.values():
-            raise ValueError(f"nmf dtype must be one of {sorted(_DTYPES)}, got {dtype}")
-        return dtype
-    if dtype not in _DTYPES:
-        raise ValueError(f"nmf dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-    return _DTYPES[dtype]
-
-
-def _as_tensor(x: np.ndarray | torch.Tensor, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
-    t = torch.as_tensor(x) if isinstance(x, np.ndarray) else x
-    return t.to(device=device, dtype=dtype).contiguous()
-
-
-def hals_rows(m: torch.Tensor, a: torch.Tensor, g: torch.Tensor, violation: bool = False) -> float:
-    """One sweep of coordinate descent on the rows of ``m`` for min ||X - m^T F||^2, m >= 0, in place.
-
-    With ``a = F X^T`` (r x n) and ``g = F F^T`` (r x r), row t's minimiser given the others is
-    ``max(0, m_t - (g_t m - a_t) / g_tt)``; rows are updated in order, each seeing the new earlier rows.
-    A row whose ``g_tt`` is 0 (an all-zero factor row) is left unchanged.
-
-    Args:
-        m: (r, n) factor rows, updated in place.
-        a: (r, n) cross product.
-        g: (r, r) Gram matrix of the other factor.
-        violation: also return the sweep's projected-gradient L1 norm (costs one device sync).
-
-    Returns:
-        The violation (0.0 unless asked for).
-    """
-    diag = torch.diagonal(g)
-    live = diag != 0
-    safe = torch.where(live, diag, torch.ones_like(diag))
-    # Row t becomes max(0, a_t / g_tt - sum_{s != t} (g_ts / g_tt) m_s): one matrix-vector product per row.
-    # A dead row (g_tt = 0) gets a_t = 0 and the coefficient -1 on itself, which keeps it unchanged.
-    a_s = a * (live.to(a.dtype) / safe)[:, None]
-    coef = g / safe[:, None]
-    coef.fill_diagonal_(0)
-    coef[~live] = 0
-    dead = torch.nonzero(~live).flatten()
-    coef[dead, dead] = -1
-    total = m.new_zeros(()) if violation else None
-    buf = torch.empty_like(m[0])
-    # Views made once: on small problems the per-call overhead of indexing dominates the arithmetic.
-    m_rows, a_rows, c_rows = m.unbind(0), a_s.unbind(0), coef.unbind(0)
-    for t in range(m.shape[0]):
-        if total is not None:
-            grad = g[t] @ m - a[t]
-            pg = torch.where(m_rows[t] == 0, grad.clamp(max=0), grad)
-            total += pg.abs().sum()
-        torch.sub(a_rows[t], c_rows[t] @ m, out=buf)
-        torch.clamp(buf, min=0, out=m_rows[t])
-    return float(total) if total is not None else 0.0
-
-
-def frobenius_error(x: torch.Tensor, wt: torch.Tensor, h: torch.Tensor) -> float:
-    """||X - W H||_F, by blocks of rows, accumulated in float64.
-
-    Args:
-        x: (n, d).
-        wt: (r, n).
-        h: (r, d).
-
-    Returns:
-        The Frobenius norm of the residual.
-    """
-    n, d = x.shape
-    rows = max(1, _ERROR_BLOCK // max(1, d))
-    total = torch.zeros((), dtype=torch.float64, device=x.device)
-    for s in range(0, n, rows):
-        res = x[s : s + rows] - wt[:, s : s + rows].T @ h
-        total += (res * res).sum(dtype=torch.float64)
-    return math.sqrt(max(0.0, float(total)))
 
 
 def _block_rows(x: torch.Tensor, block_bytes: int | None) -> int:
@@ -190,23 +134,6 @@ def _sweep(x: torch.Tensor, wt: torch.Tensor, h: torch.Tensor, rows: int, check:
                 g2 += wb @ wb.T
     with serial(x):
         return viol + hals_rows(h, b, g2, check)
-
-
-def _until_converged(step: Callable[[bool], float], max_iter: int, tol: float) -> int:
-    """Run ``step(check)`` (one sweep, returning its violation when ``check``) up to ``max_iter`` times,
-    stopping when a sweep's violation is at most ``tol`` times the first one's; returns the sweeps done."""
-    check = tol > 0
-    first = None
-    done = 0
-    while done < max_iter:
-        done += 1
-        viol = step(check)
-        if check:
-            if first is None:
-                first = viol
-            if first == 0 or viol / first <= tol:
-                break
-    return done
 
 
 def _hals(
@@ -337,7 +264,7 @@ def fit_nmf(
     device: torch.device | str = "cpu",
     dtype: str | torch.dtype = "float32",
     block_bytes: int | None = None,
-    solver: str = "sketched",
+    solver: str = "auto",
     oversamples: int = SKETCH_OVERSAMPLES,
 ) -> TorchNMF:
     """Fit X ~ W H (Frobenius loss, NNDSVDa initialisation, HALS updates).
@@ -354,7 +281,7 @@ def fit_nmf(
         dtype: ``float32`` or ``float64``.
         block_bytes: bytes of X per block of a sweep (None: :data:`SWEEP_BLOCK_BYTES` on the CPU, one
             block on a GPU; 0 = one block; solver ``hals`` only).
-        solver: one of :data:`SOLVERS`.
+        solver: one of :data:`SOLVERS`, or ``auto`` (:func:`default_solver`).
         oversamples: sketch columns beyond r (solver ``sketched``).
 
     Returns:
@@ -370,6 +297,8 @@ def fit_nmf(
         raise ValueError(f"nmf n_components must be in [1, min(n, d) = {min(n, d)}], got {n_components}")
     if max_iter < 1:
         raise ValueError(f"nmf max_iter must be >= 1, got {max_iter}")
+    if solver == "auto":
+        solver = default_solver(dev)
     if solver not in SOLVERS:
         raise ValueError(f"nmf solver must be one of {SOLVERS}, got {solver!r}")
     if oversamples < 0:

@@ -126,3 +126,18 @@ def test_digits_class_activations_within_one_percent_of_sklearn(digits_context) 
     ref = _sklearn(x, 10, 200)
     ours = fit_nmf(x, 10, max_iter=200)
     assert abs(ours.reconstruction_err_ - ref.reconstruction_err_) <= 0.01 * ref.reconstruction_err_
+
+
+def test_sketched_solver_is_the_cpu_default_and_far_cheaper_per_sweep(low_rank: np.ndarray) -> None:
+    from coreset_interp.linalg.nmf import default_solver
+
+    assert default_solver("cpu") == "sketched" and default_solver("cuda") == "hals"
+    auto = fit_nmf(low_rank, 8, max_iter=50, dtype="float64")
+    sketched = fit_nmf(low_rank, 8, max_iter=50, dtype="float64", solver="sketched")
+    exact = fit_nmf(low_rank, 8, max_iter=50, dtype="float64", solver="hals")
+    np.testing.assert_array_equal(auto.components_, sketched.components_)
+    # Different iterates (the sketch is rank 18 of 80 columns), the same objective to well within 1 %.
+    assert not np.allclose(sketched.components_, exact.components_, rtol=1e-6)
+    assert abs(sketched.reconstruction_err_ / exact.reconstruction_err_ - 1) < 0.002
+    with pytest.raises(ValueError, match="solver"):
+        fit_nmf(low_rank, 8, solver="mu")
