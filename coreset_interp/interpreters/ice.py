@@ -41,7 +41,7 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 from coreset_interp.cache import spec_key
-from coreset_interp.interpreters.base import InterpretContext, Interpreter
+from coreset_interp.interpreters.base import INTERPRETERS, InterpretContext, Interpreter
 from coreset_interp.linalg.nmf import default_solver, fit_nmf, resolve_dtype
 from coreset_interp.parallel import parallel_map
 
@@ -84,6 +84,7 @@ class ICEFit:
         return self.nmfs[-1] if self.scope == "global" else self.nmfs[int(c)]
 
 
+@INTERPRETERS.register
 class ICE(Interpreter):
     """ICE with a per-class NMF (torch or scikit-learn).
 
@@ -95,13 +96,16 @@ class ICE(Interpreter):
         candidates: classes tried per val image by the label-free ``accuracy``: the intact model's top-k
             among the fitted classes (an integer >= 1), or ``all`` (every fitted class, exact).
         backend: ``torch`` (on the job's device), ``sklearn``, or ``auto`` (torch on CUDA, scikit-learn on
-            the CPU: measured here, the torch NMF is no faster than scikit-learn's on CPU cores, 102 s against
-            99 s for one 63,700 x 2048 class, and slower on small classes; it pays on a GPU). ``auto`` is
-            resolved by :meth:`bind` (or at the first fit, from the context's device).
+            the CPU). On the CPU the torch NMF's sketched solver is 5x faster than scikit-learn's for one
+            63,700 x 2048 class (``scripts/bench_nmf.py``), objective within 0.2 %, but its components
+            differ more: on the embedded default Phi moved by up to 0.11 rad in a class, so ``auto`` keeps
+            scikit-learn (the first version's numbers) on the CPU. ``auto`` is resolved by :meth:`bind`
+            (or at the first fit, from the context's device).
         dtype: floating type of the torch backend (``float32`` or ``float64``).
     """
 
-    name = "ice"
+    # The label-free accuracy's candidate classes change the evaluation only, not the NMFs.
+    evaluation_only = frozenset({"candidates"})
 
     def __init__(
         self,
@@ -112,7 +116,7 @@ class ICE(Interpreter):
         candidates: int | str = 5,
         backend: str = "auto",
         dtype: str = "float32",
-    ):
+    ) -> None:
         if n_components < 1:
             raise ValueError(f"ice n_components must be >= 1, got {n_components}")
         if scope not in ("class", "global"):
@@ -124,15 +128,6 @@ class ICE(Interpreter):
         if backend not in (*BACKENDS, "auto"):
             raise ValueError(f"ice backend must be one of {(*BACKENDS, 'auto')}, got {backend!r}")
         resolve_dtype(dtype)
-        params: dict[str, Any] = dict(
-            n_components=int(n_components),
-            scope=scope,
-            max_iter=int(max_iter),
-            tol=float(tol),
-            candidates=candidates,
-        )
-        super().__init__(**params)
-        self._base_params = dict(params)
         self.candidates = candidates
         self.n_components = int(n_components)
         self.scope = scope
@@ -140,16 +135,23 @@ class ICE(Interpreter):
         self.tol = float(tol)
         self.dtype = dtype
         self.backend = backend
-        self._set_backend(backend)
+        # The torch solver of the bound device (see bind); None until then.
+        self._solver: str | None = None
 
-    def _set_backend(self, backend: str) -> None:
-        self.backend = backend
-        params = dict(self._base_params)
-        if backend != "sklearn":
-            # The sklearn backend keeps the first version's fit parameters (one key per NMF problem); an
-            # unresolved ``auto`` keys as itself, so it never shares a key with either backend.
-            params.update(backend=backend, dtype=self.dtype)
-        self._params = params
+    def fit_params(self) -> dict[str, Any]:
+        """Returns:
+        The NMF's parameters; the sklearn backend keys without ``backend`` and ``dtype`` (the first
+        version's fit parameters; ``dtype`` is the torch backend's), an unresolved ``auto`` keys as
+        itself so that it never shares a key with either backend.
+        """
+        params = super().fit_params()
+        if self.backend == "sklearn":
+            params.pop("backend")
+            params.pop("dtype")
+        elif self.backend == "torch" and self._solver is not None:
+            # Bound: the device's solver gives different components, so it is part of the fit's key.
+            params["solver"] = self._solver
+        return params
 
     def bind(self, device: torch.device) -> None:
         """Resolve ``backend: auto`` for the job's device (torch on CUDA, scikit-learn otherwise).
@@ -158,11 +160,10 @@ class ICE(Interpreter):
             device: the job's torch device.
         """
         if self.backend == "auto":
-            self._set_backend("torch" if torch.device(device).type == "cuda" else "sklearn")
+            self.backend = "torch" if torch.device(device).type == "cuda" else "sklearn"
         if self.backend == "torch":
-            # The torch solver depends on the device (sketched HALS on the CPU, HALS on X on a GPU) and
-            # is part of the fit's key: the two give different components.
-            self._params["solver"] = default_solver(device)
+            # Sketched HALS on the CPU, HALS on X on a GPU (coreset_interp.linalg.nmf.default_solver).
+            self._solver = default_solver(device)
 
     def _fit_nmf(self, x: np.ndarray, seed: int, what: str, device: torch.device | str = "cpu") -> FittedNMF:
         r = min(self.n_components, x.shape[0], x.shape[1])
@@ -177,7 +178,7 @@ class ICE(Interpreter):
                 seed=seed,
                 device=device,
                 dtype=self.dtype,
-                solver=self._params.get("solver", default_solver(device)),
+                solver=self._solver or default_solver(device),
             )
         nmf = NMF(n_components=r, init="nndsvda", max_iter=self.max_iter, tol=self.tol, random_state=seed)
         # One BLAS thread: a class's NMF is thousands of small products, where OpenBLAS's threads only
@@ -245,7 +246,8 @@ class ICE(Interpreter):
         return {
             "interpreter": self.name,
             "part": "class_nmf",
-            "params": self.params(),
+            "version": self.version,
+            "params": self.fit_params(),
             "seed": int(seed),
             "train": ctx.model_key,
             "class": int(c),
