@@ -147,6 +147,12 @@ def selection(profile: Profile, s: Shapes, selector: str, rho: float) -> Cost:
     return Cost(seconds, n_c * n_c * 8 + s.n_train * s.d * 4, rho * s.n_train * 8)
 
 
+def _torch_nmf(profile: Profile, rows: float, d: float, r: int, iters: int, fit: bool = True) -> float:
+    from coreset_interp.linalg.cost import nmf_seconds  # imports torch: only when a torch fit is priced
+
+    return nmf_seconds(profile.nmf_torch, profile.nmf_torch_sweep, rows, d, r, iters, fit)
+
+
 def _nmf_unit(profile: Profile, backend: str) -> tuple[float, bool]:
     """Seconds per NMF unit and whether the work spreads over the job's cores (scikit-learn: per class)."""
     if backend == "sklearn":
@@ -168,6 +174,8 @@ def fit(profile: Profile, s: Shapes, interpreter: str, params: dict[str, Any], r
         r, iters = int(params["n_components"]), int(params["max_iter"])
         unit, spreads = _nmf_unit(profile, str(params["backend"]))
         seconds = 1.1 * s.classes * rows_c * s.d * r * iters * unit
+        if params["backend"] != "sklearn":
+            seconds = s.classes * _torch_nmf(profile, rows_c, s.d, r, iters)
         if spreads:
             seconds = _parallel(profile, seconds, s.classes)
         ram = rows_c * s.d * (8 * 3 if params["backend"] == "sklearn" else 4 * 3)
@@ -197,6 +205,9 @@ def evaluation(profile: Profile, s: Shapes, interpreter: str, params: dict[str, 
         r, iters = int(params["n_components"]), int(params["max_iter"])
         unit, spreads = _nmf_unit(profile, str(params["backend"]))
         seconds = 0.5 * s.n_val * s.positions * s.d * r * iters * unit
+        if params["backend"] != "sklearn":
+            rows_c = s.n_val / s.classes * s.positions
+            seconds = s.classes * _torch_nmf(profile, rows_c, s.d, r, iters, fit=False)
         seconds = _parallel(profile, seconds, s.classes) if spreads else seconds
         return Cost(seconds, s.n_val / s.classes * s.positions * s.d * 8 * 3)
     if interpreter == "topic":
@@ -243,6 +254,8 @@ def comparisons(profile: Profile, s: Shapes, interpreter: str, params: dict[str,
         r, iters = int(params["n_components"]), int(params["max_iter"])
         unit, _ = _nmf_unit(profile, str(params["backend"]))
         maps = (1 + n_others) * 0.5 * rows * s.d * r * iters * unit
+        if params["backend"] != "sklearn":
+            maps = (1 + n_others) * _torch_nmf(profile, rows, s.d, r, iters, fit=False)
     seconds = s.classes * (per_class + maps)
     seconds = _parallel(profile, seconds, s.classes) if host else seconds
     ram = rows * s.d * 8 * 4 + k * k * 8 * 3

@@ -2,11 +2,12 @@
 calibration.
 
 A profile holds measured rates: float32/float64 matrix products (flop/s), the eigh and values-only SVD
-constants (seconds per n^3), NMF seconds per (rows x d x r x iteration) for both ICE backends, forward-pass
-flop rates per architecture, and JPEG decode seconds per image per core. ``calibrate()`` measures them on
-this machine at small sizes (a few seconds); the shipped ``plan_profiles/*.yaml`` hold a measurement of this
-2-core development machine (``cpu``) and datasheet-derived guesses for GPUs (``a100``, ``h100``), which are
-labelled unvalidated until someone calibrates on such a device (``--calibrate`` there writes one).
+constants (seconds per n^3), NMF constants for both ICE backends (:mod:`coreset_interp.linalg.cost`),
+forward-pass flop rates per architecture, and JPEG decode seconds per image per core. ``calibrate()``
+measures them on this machine at small sizes (a few seconds); the shipped ``plan_profiles/*.yaml`` hold a
+measurement of this 2-core development machine (``cpu``) and datasheet-derived guesses for GPUs (``a100``,
+``h100``), which are labelled unvalidated until someone calibrates on such a device (``--calibrate``
+there writes one).
 """
 
 from __future__ import annotations
@@ -43,14 +44,16 @@ class Profile:
         eigh_n3: seconds per n^3 of a float64 eigh with vectors (torch device).
         svd_n3: seconds per n^3 of a float64 values-only SVD (torch device).
         linalg_latency: fixed seconds per eigh/SVD call (kernel launches on a GPU).
-        nmf_torch: seconds per (rows x d x r x iteration) of the torch NMF on the device.
-        nmf_sklearn: the same for scikit-learn's NMF on one CPU core.
+        nmf_torch: seconds per multiply-add of the torch NMF's products on the device (its sketched
+            solver: see :mod:`coreset_interp.linalg.cost`).
+        nmf_sklearn: seconds per (rows x d x r x iteration) of scikit-learn's NMF on one CPU core.
         host_gemm64: float64 product rate of one CPU core (numpy comparisons, CPU-side work).
         host_eigh_n3: seconds per n^3 of one CPU core's eigh.
         host_svd_n3: seconds per n^3 of one CPU core's values-only SVD.
         forward: flop/s of a forward pass per architecture on the device.
         decode: seconds to decode and resize one JPEG on one core.
         parallel_efficiency: fraction of linear speed-up from running classes on several cores.
+        nmf_torch_sweep: fixed seconds per sweep of the torch NMF (its ~4 r short kernels).
     """
 
     name: str
@@ -71,6 +74,7 @@ class Profile:
     forward: dict[str, float] = field(default_factory=dict)
     decode: float = 0.004
     parallel_efficiency: float = 0.8
+    nmf_torch_sweep: float = 0.0
 
     @property
     def label(self) -> str:
@@ -163,14 +167,24 @@ def calibrate(
                     w = w * (xt @ h.T) / (w @ (h @ h.T) + 1e-9)
 
             try:
+                from coreset_interp.linalg.cost import nmf_units
                 from coreset_interp.linalg.nmf import fit_nmf
 
-                def torch_nmf() -> None:
-                    fit_nmf(x, r, max_iter=iters, tol=0.0, seed=0)
-
+                # The fixed cost of a sweep (its short kernels) from a tiny fit, 1 vs 101 sweeps; the
+                # per-multiply-add rate from one sweep of a fit larger than the last-level cache (as a
+                # class is), which is its sketch and objective.
+                tiny = np.abs(rng.standard_normal((200, 64))).astype(np.float32)
+                t_one, t_many = (
+                    _best(lambda k=k: fit_nmf(tiny, r, max_iter=k, tol=0.0, seed=0), 2) for k in (1, 101)
+                )
+                nmf_torch_sweep = max(t_many - t_one, 0.0) / 100
+                big = np.abs(rng.standard_normal((12_000, 1024))).astype(np.float32)
+                t_big = _best(lambda: fit_nmf(big, r, max_iter=1, tol=0.0, seed=0), 2)
+                once, sweep_units = nmf_units(12_000, 1024, r)
+                nmf_torch = max(t_big - nmf_torch_sweep, 1e-9) / (once + sweep_units)
             except ImportError:  # a branch without the torch NMF: time the same flops as updates
-                torch_nmf = torch_mu
-            nmf_torch = _best(torch_nmf, 2) / (rows * d * r * iters)
+                nmf_torch = _best(torch_mu, 2) / (rows * d * r * iters)
+                nmf_torch_sweep = 0.0
             forward = {}
             with torch.no_grad():
                 for arch in archs:
@@ -195,6 +209,7 @@ def calibrate(
         svd_n3=svd_n3,
         linalg_latency=0.0,
         nmf_torch=nmf_torch,
+        nmf_torch_sweep=nmf_torch_sweep,
         nmf_sklearn=nmf_sklearn,
         host_gemm64=host_gemm64,
         host_eigh_n3=eigh_n3,
