@@ -38,7 +38,7 @@ def _val_activations(source: tuple[Any, dict[str, Any], Any], cache: ArtifactCac
     from coreset_interp.pipeline import activations_for
 
     ws, mspec, small = source
-    cfg = {"batch_size": 256, "num_workers": 0, "progress": False}
+    cfg = {"batch_size": 256, "num_workers": 0, "progress": False, "activation_dtype": "float32"}
     store, key = activations_for(cache, ws.model, mspec, small, "val", ws.device, cfg)
     return store, cache.path("activations", key)
 
