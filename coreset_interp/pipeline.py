@@ -34,7 +34,15 @@ from coreset_interp.metrics.compare import (
     summarise_phi,
 )
 from coreset_interp.models import load_model, model_spec
-from coreset_interp.results import COMPLETED, JobResult, RatioEntry, table1_summary
+from coreset_interp.results import (
+    ACCURACY,
+    COMPLETED,
+    FIT_SECONDS,
+    PREPARE_SECONDS,
+    JobResult,
+    RatioEntry,
+    table1_summary,
+)
 from coreset_interp.selectors import get_selector
 from coreset_interp.workspace import Workspace, activations_for, build_workspace, resolve_device
 
@@ -259,7 +267,7 @@ def run_stages(
     # Shared per-model work (cached artifacts) stays out of the timed fits; its time is reported beside them.
     prepared = _timed(lambda: interp.prepare(ctx))
     fit_full, full_seconds = fit_interpreter(interp, ctx, np.arange(ws.train.n, dtype=np.int64), seed, None)
-    full = {"accuracy": None, "fit_seconds": full_seconds, "prepare_seconds": prepared["seconds"]}
+    full = {ACCURACY: None, FIT_SECONDS: full_seconds, PREPARE_SECONDS: prepared["seconds"]}
     full.update({**prepared["value"], **interp.describe(fit_full)})
     full.update(evaluate_fit(interp, ctx, fit_full, None, seed))
     comparer = PhiComparer(interp, ctx, fit_full, alpha, fit_key(interp, ctx, seed, None), cfg.metric.backend)

@@ -70,6 +70,9 @@ class Interpreter(ABC):
     name: str = ""
     #: True when the maps of a fit depend on the fit it is compared with (VEBI's top-N rule).
     paired: bool = False
+    #: The method's own keys of every ratio entry of result.json (beyond
+    #: :data:`coreset_interp.results.COMMON_RATIO_KEYS`): the one place a method's result keys are declared.
+    point_metrics: tuple[str, ...] = ()
 
     def __init__(self, **params: Any) -> None:
         self._params = dict(params)

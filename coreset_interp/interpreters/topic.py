@@ -158,6 +158,8 @@ class Topic(Interpreter):
 
     name = "topic"
 
+    point_metrics = ("intact_accuracy", "topic_steps", "topic_budget")
+
     def __init__(
         self,
         n_concepts: int = 10,
