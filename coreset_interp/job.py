@@ -83,7 +83,7 @@ def _run(cfg: JobConfig, header: JobResult, files: Any, tracker: Any) -> JobResu
         header.job,
         header.code,
     )
-    result.provenance = provenance(header.code or {}, str(cfg.device))
+    result.provenance = provenance(header.code or {}, (result.provenance or {}).get("device"))
     result.warnings = list(result.warnings) + list(getattr(tracker, "warnings", []))
     if heatmaps is not None:
         save_heatmaps(heatmaps, files.folder)

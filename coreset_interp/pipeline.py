@@ -297,6 +297,7 @@ def run_stages(
     table1 = table1_summary(entries, cfg.metric.table1_percents)
     result = JobResult(
         status=COMPLETED,
+        provenance={"device": str(ws.device)},
         model=cfg.model.name,
         dataset=cfg.dataset.name,
         selector=cfg.selector.name,
