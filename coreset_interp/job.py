@@ -48,7 +48,9 @@ def run_job(cfg: JobConfig | Mapping[str, Any], job: Mapping[str, Any]) -> dict[
     tracker = None
     try:
         typed = JobConfig.from_dict(cfg)
-        with JobHeartbeat(files.write_result, payload, typed.job_heartbeat):
+        heartbeat = JobHeartbeat(files.write_result, payload, typed.job_heartbeat)
+        files.write_result(payload)  # with the first heartbeat: a live job from its start
+        with heartbeat:
             tracker = make_tracker(typed.logger.node())
             tracker.start(dict(raw), dict(job))
             result = _run(typed, result, files, tracker)
@@ -77,12 +79,8 @@ def _run(cfg: JobConfig, header: JobResult, files: Any, tracker: Any) -> JobResu
         tracker.log_ratio(entry)
 
     result, heatmaps = run_stages(cfg, on_ratio)
-    result.status, result.config, result.job, result.code = (
-        header.status,
-        header.config,
-        header.job,
-        header.code,
-    )
+    for key in ("status", "config", "job", "code"):
+        setattr(result, key, getattr(header, key))
     result.provenance = provenance(header.code or {}, (result.provenance or {}).get("device"))
     result.warnings = list(result.warnings) + list(getattr(tracker, "warnings", []))
     if heatmaps is not None:
