@@ -221,6 +221,16 @@ class JobConfig:
         return _build(get_selector, self.selector, ("source_model",))
 
 
+def raw_config(cfg: JobConfig | Mapping[str, Any]) -> Mapping[str, Any]:
+    """Args:
+        cfg: a job config or a resolved mapping.
+
+    Returns:
+        The resolved mapping (for modules that still read one).
+    """
+    return cfg.raw if isinstance(cfg, JobConfig) else cfg
+
+
 def _build(factory: Any, group: GroupConfig, skip: tuple[str, ...]) -> Any:
     fields = {k: v for k, v in group.fields.items() if k not in skip}
     try:

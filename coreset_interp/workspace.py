@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from coreset_interp.cache import ArtifactCache
-from coreset_interp.config import ConfigError, JobConfig
+from coreset_interp.config import ConfigError, JobConfig, raw_config
 from coreset_interp.data import ImageDataset, build_dataset
 from coreset_interp.devices import job_gpu
 from coreset_interp.interpreters import InterpretContext
@@ -114,7 +114,7 @@ def activations_for(
     Returns:
         (store, key).
     """
-    raw = cfg.raw if isinstance(cfg, JobConfig) else cfg
+    raw = raw_config(cfg)
     dtype = str(raw["activation_dtype"])
     # A job builds every chunk it lacks; shards are for coreset-interp-extract.
     settings = replace(ExtractSettings.from_config(dict(raw)), shard=0, num_shards=1)

@@ -317,11 +317,12 @@ def null_fit(
         The fit with its cache key and its context.
     """
     # Imported here: the workspace and the fit stages import this module.
+    from coreset_interp.config import raw_config
     from coreset_interp.models import load_model, model_spec
     from coreset_interp.pipeline import fit_interpreter, fit_key
     from coreset_interp.workspace import activations_for
 
-    rcfg = null_model_config(cfg, seed)
+    rcfg = null_model_config(raw_config(cfg), seed)
     model, _ = load_model(rcfg, ws.dataset, ws.cache, ws.device, progress=False)
     mspec = model_spec(rcfg, ws.dataset)
     # Only what the interpreter reads (ICE, topic: maps; VEBI: train energies), one pass per split.
