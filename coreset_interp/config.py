@@ -48,6 +48,8 @@ GROUP_NON_RESULT_KEYS: tuple[str, ...] = (
 )
 #: Keys outside the job config proper that may appear in a stored config and change nothing.
 EXTERNAL_NON_RESULT_KEYS: tuple[str, ...] = ("hydra", "hydra.*")
+#: Fields holding a mapping whose whole subtree is classified with them.
+_NESTED = ("logger", "viz", "cache", "job_heartbeat")
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 
 
@@ -312,7 +314,3 @@ def non_result_keys() -> tuple[str, ...]:
         out += [name, f"{name}.*"]
     out += [f"extract.{k}" for k in EXTRACT_NON_RESULT_KEYS]
     return (*out, *EXTERNAL_NON_RESULT_KEYS, *GROUP_NON_RESULT_KEYS)
-
-
-#: Fields holding a mapping (their subtree is classified with them).
-_NESTED = ("logger", "viz", "cache", "job_heartbeat")
