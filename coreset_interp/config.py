@@ -8,8 +8,8 @@ live only in ``conf/``: the dataclasses have none, so a missing key is a one-lin
 Every field states whether it can change a number of the result (``metadata["result"]``):
 :func:`non_result_keys` derives from that the one list the report's series identity, ``skip_completed``
 (:mod:`coreset_interp.identity`) read. Group nodes (``selector``, ``interpreter``, ``model``, ``dataset``,
-``logger``) are :class:`GroupConfig`: ``name`` plus the entry's constructor fields (the flat shape; an old
-``params`` block is merged into the fields while the YAMLs move). :attr:`JobConfig.raw` keeps the resolved
+``logger``) are :class:`GroupConfig`: ``name`` plus the entry's constructor fields (the flat shape).
+:attr:`JobConfig.raw` keeps the resolved
 dict for result.json's ``config`` and for modules that still take a mapping.
 """
 
@@ -37,15 +37,9 @@ def _other(doc: str) -> Any:
     return field(metadata={"result": False, "doc": doc})
 
 
-#: Fields inside group nodes that cannot change a number (methods' speed-only settings), in the flat shape
-#: and in the old ``params`` shape, plus any group's worker count.
-GROUP_NON_RESULT_KEYS: tuple[str, ...] = (
-    "*.n_jobs",
-    "interpreter.working_set",
-    "interpreter.gram_batch",
-    "interpreter.params.working_set",
-    "interpreter.params.gram_batch",
-)
+#: Fields inside group nodes that cannot change a number: any group's worker count and the interpreters'
+#: ``speed_only`` fields (VEBI's lasso working set and Gram batch rows; a contract test checks the two agree).
+GROUP_NON_RESULT_KEYS: tuple[str, ...] = ("*.n_jobs", "interpreter.working_set", "interpreter.gram_batch")
 #: Keys outside the job config proper that may appear in a stored config and change nothing.
 EXTERNAL_NON_RESULT_KEYS: tuple[str, ...] = ("hydra", "hydra.*")
 #: Fields holding a mapping whose whole subtree is classified with them.
@@ -60,7 +54,7 @@ class GroupConfig:
     Attributes:
         group: the config group (``selector``, ``interpreter``, ``model``, ``dataset``, ``logger``).
         name: the registry entry.
-        fields: the entry's fields besides ``name`` (an old ``params`` block merged in).
+        fields: the entry's fields besides ``name``.
     """
 
     group: str
@@ -81,10 +75,8 @@ class GroupConfig:
         """
         if not isinstance(node, Mapping) or "name" not in node:
             raise ConfigError(f"{group} config must be a mapping with a 'name', got {node!r}")
-        fields = {k: v for k, v in node.items() if k not in ("name", "params")}
-        # Transitional: the old {name, params} shape; flat fields win over a stale params block.
-        fields = {**dict(node.get("params") or {}), **fields}
-        return cls(group, str(node["name"]), fields)
+        # An old ``params`` block stays a field: the registry rejects it in one line naming the new paths.
+        return cls(group, str(node["name"]), {k: v for k, v in node.items() if k != "name"})
 
     def node(self) -> dict[str, Any]:
         """Returns:
@@ -206,21 +198,20 @@ class JobConfig:
         Raises:
             ConfigError: for an unknown name or field, or a value its constructor rejects.
         """
-        from coreset_interp.interpreters import get_interpreter
+        from coreset_interp.interpreters import INTERPRETERS
 
-        return _build(get_interpreter, self.interpreter, ())
+        return _build(INTERPRETERS, self.interpreter)
 
     def build_selector(self) -> Any:
         """Returns:
-        The job's selector (without the transfer selector's ``source_model``, a model config the pipeline
-        loads).
+        The job's selector.
 
         Raises:
             ConfigError: for an unknown name or field, or a value its constructor rejects.
         """
-        from coreset_interp.selectors import get_selector
+        from coreset_interp.selectors import SELECTORS
 
-        return _build(get_selector, self.selector, ("source_model",))
+        return _build(SELECTORS, self.selector)
 
 
 def raw_config(cfg: JobConfig | Mapping[str, Any]) -> Mapping[str, Any]:
@@ -233,10 +224,9 @@ def raw_config(cfg: JobConfig | Mapping[str, Any]) -> Mapping[str, Any]:
     return cfg.raw if isinstance(cfg, JobConfig) else cfg
 
 
-def _build(factory: Any, group: GroupConfig, skip: tuple[str, ...]) -> Any:
-    fields = {k: v for k, v in group.fields.items() if k not in skip}
+def _build(registry: Any, group: GroupConfig) -> Any:
     try:
-        return factory(group.name, **fields)
+        return registry.build(group.node())
     except (TypeError, ValueError) as err:
         lines = str(err).strip().splitlines() or [type(err).__name__]
         raise ConfigError(lines[0]) from None
@@ -294,6 +284,9 @@ EXTRACT_NON_RESULT_KEYS: tuple[str, ...] = (
 )  # fmt: skip
 #: Optional top-level blocks (absent from some configs) that cannot change a number.
 OPTIONAL_NON_RESULT_KEYS: tuple[str, ...] = ("plan",)
+#: Optional top-level blocks that can: a dataset's defaults for the other groups
+#: (``conf/dataset_defaults/<dataset>.yaml``, read through interpolations into ``model`` and the store).
+OPTIONAL_RESULT_KEYS: tuple[str, ...] = ("dataset_defaults",)
 
 
 def non_result_keys() -> tuple[str, ...]:

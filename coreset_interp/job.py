@@ -33,7 +33,8 @@ def run_job(cfg: JobConfig | Mapping[str, Any], job: Mapping[str, Any]) -> dict[
         The result.json payload (``status`` tells whether it failed).
     """
     from coreset_interp.jobstate import JobHeartbeat, code_version, skip_completed
-    from coreset_interp.tracking import JobFiles, make_tracker
+    from coreset_interp.trackers import get_logger
+    from coreset_interp.tracking import JobFiles
 
     raw = cfg.raw if isinstance(cfg, JobConfig) else cfg
     code = code_version()
@@ -51,7 +52,7 @@ def run_job(cfg: JobConfig | Mapping[str, Any], job: Mapping[str, Any]) -> dict[
         heartbeat = JobHeartbeat(files.write_result, payload, typed.job_heartbeat)
         files.write_result(payload)  # with the first heartbeat: a live job from its start
         with heartbeat:
-            tracker = make_tracker(typed.logger.node())
+            tracker = get_logger(**typed.logger.node())
             tracker.start(dict(raw), dict(job))
             result = _run(typed, result, files, tracker)
         result.status = COMPLETED

@@ -33,7 +33,7 @@ from coreset_interp.metrics.compare import (
     null_summary,
     summarise_phi,
 )
-from coreset_interp.models import load_model, model_spec
+from coreset_interp.models import get_model
 from coreset_interp.results import (
     ACCURACY,
     COMPLETED,
@@ -43,7 +43,7 @@ from coreset_interp.results import (
     RatioEntry,
     table1_summary,
 )
-from coreset_interp.selectors import get_selector
+from coreset_interp.selectors import SELECTORS
 from coreset_interp.workspace import Workspace, activations_for, build_workspace, resolve_device
 
 log = logging.getLogger(__name__)
@@ -80,25 +80,18 @@ def select_coreset(
     Returns:
         (sorted train indices, selection seconds when it was computed, coreset key).
     """
-    scfg = cfg["selector"]
-    params = dict(scfg.get("params") or {})
     features, labels, feat_key = ws.train.g, ws.train.labels, ws.activation_keys["train"]
-    source = params.pop("source_model", None)
-    if source is not None:
-        features, feat_key = _source_features(ws, cfg, dict(source))
-    # One selector per (name, params) and job: selectors may keep per-class work that does not depend on
+    # One selector per (node, features) and job: selectors may keep per-class work that does not depend on
     # rho (DGPruning's kNN graphs) for the job's other ratios.
-    sel_key = ("selector", str(scfg["name"]), spec_key(params), feat_key)
-    if sel_key not in ws.extras:
-        ws.extras[sel_key] = get_selector(str(scfg["name"]), **params)
-    selector = ws.extras[sel_key]
-    spec = {
-        "selector": str(scfg["name"]),
-        "params": params,
-        "ratio": ratio,
-        "seed": seed,
-        "features": feat_key,
-    }
+    node_key = ("selector", spec_key(dict(cfg["selector"])), feat_key)
+    if node_key not in ws.extras:
+        ws.extras[node_key] = SELECTORS.build(cfg["selector"])
+    selector = ws.extras[node_key]
+    source = selector.source_model()
+    if source is not None:
+        features, feat_key = _source_features(ws, cfg, source)
+    # The key holds every parameter (defaults included) and the code version, not the raw YAML.
+    spec = {**selector.key(), "ratio": ratio, "seed": seed, "features": feat_key}
     result, _ = ws.cache.get_or_compute_pickle(
         "coreset", spec, lambda: _timed(lambda: selector.select(features, labels, ratio, seed))
     )
@@ -111,11 +104,11 @@ def _source_features(
     """Train GAP features of another model (the transfer selector, the paper's Sec. 4.5)."""
     key = spec_key(source_cfg)
     if key not in ws.extras:
-        model, _ = load_model(source_cfg, ws.dataset, ws.cache, ws.device, bool(cfg["progress"]))
+        model, info = get_model(**source_cfg).load(ws.dataset, ws.cache, ws.device, bool(cfg["progress"]))
         store, skey = activations_for(
             ws.cache,
             model,
-            model_spec(source_cfg, ws.dataset),
+            info["spec"],
             ws.dataset,
             "train",
             ws.device,
@@ -162,7 +155,8 @@ def _fit_spec(
 ) -> dict[str, Any]:
     return {
         "interpreter": interp.name,
-        "params": interp.params(),
+        "version": interp.version,
+        "params": interp.fit_params(),
         "seed": seed,
         "train": ctx.model_key,
         "coreset": coreset_key if coreset_key is not None else "full",
@@ -198,7 +192,8 @@ def evaluation_spec(interp: Interpreter, train_key: str, val_name: str, seed: in
     """
     return {
         "interpreter": interp.name,
-        "params": interp.params(),
+        "version": interp.version,
+        "params": interp.evaluation_params(),
         "seed": seed,
         "train": train_key,
         "val": val_name,

@@ -180,7 +180,7 @@ def selector_label(payload: dict[str, Any]) -> str:
     """
     name = str(payload.get("selector", "?"))
     scfg = (payload.get("config") or {}).get("selector") or {}
-    params = scfg.get("params") or {}
+    params = scfg  # the selector's fields are flat in its node
     if name == "transfer" or "source_model" in params:
         source = params.get("source_model") or {}
         base = params.get("base", "?") if name == "transfer" else name

@@ -13,10 +13,10 @@ import torch
 
 from coreset_interp.cache import ArtifactCache
 from coreset_interp.config import ConfigError, JobConfig, raw_config
-from coreset_interp.data import ImageDataset, build_dataset
+from coreset_interp.data import ImageDataset, get_dataset
 from coreset_interp.devices import job_gpu
 from coreset_interp.interpreters import InterpretContext
-from coreset_interp.models import ModelAdapter, load_model, model_spec
+from coreset_interp.models import ModelAdapter, get_model
 from coreset_interp.models.activations import ActivationStore
 from coreset_interp.models.extraction import ExtractSettings, ensure_store
 from coreset_interp.models.loader import resolve_num_workers
@@ -101,7 +101,7 @@ def activations_for(
     Args:
         cache: the artifact cache.
         model: the adapter.
-        mspec: the model's specification (:func:`coreset_interp.models.model_spec`).
+        mspec: the model's specification (:meth:`coreset_interp.models.Model.spec`).
         dataset: the dataset.
         split: ``train`` or ``val``.
         device: torch device.
@@ -136,10 +136,9 @@ def build_workspace(cfg: JobConfig | Mapping[str, Any], cache: ArtifactCache) ->
     """
     cfg = JobConfig.from_dict(cfg)
     device = resolve_device(cfg.device)
-    # Dataset and model builders still take their resolved nodes.
-    dataset = build_dataset(cfg.raw["dataset"])
-    model, info = load_model(cfg.raw["model"], dataset, cache, device, cfg.progress)
-    mspec = model_spec(cfg.raw["model"], dataset)
+    dataset = get_dataset(**cfg.dataset.node())
+    model, info = get_model(**cfg.model.node()).load(dataset, cache, device, cfg.progress)
+    mspec = info["spec"]
     # The trained model's maps serve every interpreter of a sweep; the job's interpreter adds its own
     # parts (VEBI's energies) to the same pass.
     interp = cfg.build_interpreter()

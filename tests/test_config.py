@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 
 from coreset_interp import identity
-from coreset_interp.config import ConfigError, GroupConfig, JobConfig, non_result_keys, ratios_from_percents
+from coreset_interp.config import (
+    OPTIONAL_NON_RESULT_KEYS,
+    OPTIONAL_RESULT_KEYS,
+    ConfigError,
+    GroupConfig,
+    JobConfig,
+    non_result_keys,
+    ratios_from_percents,
+)
 from tests.conftest import compose_config
 
 PACKAGE = Path(__file__).resolve().parents[1] / "coreset_interp"
@@ -22,7 +30,7 @@ OLD_NON_RESULT_KEYS = (
     "skip_completed", "job_heartbeat", "job_heartbeat.*", "num_workers", "batch_size", "n_jobs", "*.n_jobs",
     "extract.chunk_size", "extract.shard", "extract.num_shards", "extract.require_complete",
     "extract.channels_last", "extract.splits", "extract.energies", "extract.null_reference", "plan", "plan.*",
-    "viz", "viz.*", "interpreter.params.working_set", "interpreter.params.gram_batch",
+    "viz", "viz.*", "interpreter.working_set", "interpreter.gram_batch",
 )  # fmt: skip
 
 
@@ -45,12 +53,12 @@ def test_default_config_is_typed(default: dict[str, Any]) -> None:
     assert JobConfig.from_dict(cfg) is cfg
 
 
-def test_flat_and_old_group_shapes_give_the_same_fields() -> None:
-    old = GroupConfig.from_node("interpreter", {"name": "vebi", "params": {"mu": 2.0}})
+def test_group_nodes_are_flat_and_the_old_shape_fails_in_one_line(default: dict[str, Any]) -> None:
     flat = GroupConfig.from_node("interpreter", {"name": "vebi", "mu": 2.0})
-    assert old == flat and flat.node() == {"name": "vebi", "mu": 2.0}
-    # A flat override wins over a stale params block.
-    assert GroupConfig.from_node("selector", {"name": "x", "params": {"k": 1}, "k": 2}).fields == {"k": 2}
+    assert flat.fields == {"mu": 2.0} and flat.node() == {"name": "vebi", "mu": 2.0}
+    old = {**default, "interpreter": {"name": "ice", "params": {"n_components": 5}}}
+    with pytest.raises(ConfigError, match=r"interpreter.params.n_components -> interpreter.n_components"):
+        JobConfig.from_dict(old)
 
 
 @pytest.mark.parametrize("key", ["batch_size", "progress", "seed", "metric.alpha", "ratio.percents"])
@@ -73,7 +81,8 @@ def test_a_missing_key_is_a_one_line_error_naming_it(default: dict[str, Any], ke
         (["n_jobs=0"], r"^n_jobs must be 'auto', -1 or a positive integer"),
         (["selector.name=nope"], r"^unknown selector 'nope'; choose one of: "),
         (["interpreter.name=nope"], r"^unknown interpreter 'nope'; choose one of: "),
-        (["+interpreter.params.bogus=1"], r"bogus"),
+        (["+interpreter.bogus=1"], r"^interpreter 'ice' has no field\(s\) 'bogus'; valid: n_components"),
+        (["+selector.bogus=1"], r"^selector 'moderate' has no field\(s\) 'bogus'"),
         (["seed=-1"], r"^seeds must be non-negative integers"),
     ],
 )
@@ -92,7 +101,8 @@ def test_ratio_percents() -> None:
 
 def test_every_config_key_is_a_classified_field(default: dict[str, Any]) -> None:
     fields = {f.name: f for f in dataclasses.fields(JobConfig)}
-    assert set(default) <= set(fields), set(default) - set(fields)
+    optional = set(OPTIONAL_RESULT_KEYS) | set(OPTIONAL_NON_RESULT_KEYS)
+    assert set(default) <= set(fields) | optional, set(default) - set(fields) - optional
     for name, f in fields.items():
         if name != "raw":
             assert isinstance(f.metadata.get("result"), bool), name

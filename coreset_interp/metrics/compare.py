@@ -318,13 +318,13 @@ def null_fit(
     """
     # Imported here: the workspace and the fit stages import this module.
     from coreset_interp.config import raw_config
-    from coreset_interp.models import load_model, model_spec
+    from coreset_interp.models import get_model
     from coreset_interp.pipeline import fit_interpreter, fit_key
     from coreset_interp.workspace import activations_for
 
     rcfg = null_model_config(raw_config(cfg), seed)
-    model, _ = load_model(rcfg, ws.dataset, ws.cache, ws.device, progress=False)
-    mspec = model_spec(rcfg, ws.dataset)
+    model, info = get_model(**rcfg).load(ws.dataset, ws.cache, ws.device, progress=False)
+    mspec = info["spec"]
     # Only what the interpreter reads (ICE, topic: maps; VEBI: train energies), one pass per split.
     train, ktrain = activations_for(
         ws.cache, model, mspec, ws.dataset, "train", ws.device, cfg, interp.store_parts("train"),
