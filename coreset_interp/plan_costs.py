@@ -1,11 +1,12 @@
 """The planner's cost model: per-unit constants (a device profile) and the cost of each stage of a job.
 
 A profile holds measured rates: float32/float64 matrix products (flop/s), the eigh and values-only SVD
-constants (seconds per n^3), NMF seconds per (rows x d x r x iteration) for both ICE backends, forward-pass
-flop rates per architecture, and JPEG decode seconds per image per core. ``calibrate()`` measures them on
-this machine at small sizes (a few seconds); the shipped ``plan_profiles/*.yaml`` hold a measurement of this
-2-core development machine (``cpu``) and datasheet-derived guesses for GPUs (``a100``, ``h100``), which are
-labelled unvalidated until someone calibrates on such a device (``--calibrate`` there writes one).
+constants (seconds per n^3), NMF constants for both ICE backends (:mod:`coreset_interp.linalg.cost`),
+forward-pass flop rates per architecture, and JPEG decode seconds per image per core. ``calibrate()``
+measures them on this machine at small sizes (a few seconds); the shipped ``plan_profiles/*.yaml`` hold a
+measurement of this 2-core development machine (``cpu``) and datasheet-derived guesses for GPUs (``a100``,
+``h100``), which are labelled unvalidated until someone calibrates on such a device (``--calibrate``
+there writes one).
 
 The stage costs are simple operation counts times those rates (documented per function); they aim at
 within a factor of 2 of measured times (``scripts/bench_scale.py`` checks the ratio), not better.
@@ -53,14 +54,16 @@ class Profile:
         eigh_n3: seconds per n^3 of a float64 eigh with vectors (torch device).
         svd_n3: seconds per n^3 of a float64 values-only SVD (torch device).
         linalg_latency: fixed seconds per eigh/SVD call (kernel launches on a GPU).
-        nmf_torch: seconds per (rows x d x r x iteration) of the torch NMF on the device.
-        nmf_sklearn: the same for scikit-learn's NMF on one CPU core.
+        nmf_torch: seconds per multiply-add of the torch NMF's products on the device (its sketched
+            solver: see :mod:`coreset_interp.linalg.cost`).
+        nmf_sklearn: seconds per (rows x d x r x iteration) of scikit-learn's NMF on one CPU core.
         host_gemm64: float64 product rate of one CPU core (numpy comparisons, CPU-side work).
         host_eigh_n3: seconds per n^3 of one CPU core's eigh.
         host_svd_n3: seconds per n^3 of one CPU core's values-only SVD.
         forward: flop/s of a forward pass per architecture on the device.
         decode: seconds to decode and resize one JPEG on one core.
         parallel_efficiency: fraction of linear speed-up from running classes on several cores.
+        nmf_torch_sweep: fixed seconds per sweep of the torch NMF (its ~4 r short kernels).
     """
 
     name: str
@@ -81,6 +84,7 @@ class Profile:
     forward: dict[str, float] = field(default_factory=dict)
     decode: float = 0.004
     parallel_efficiency: float = 0.8
+    nmf_torch_sweep: float = 0.0
 
     @property
     def label(self) -> str:
@@ -173,14 +177,24 @@ def calibrate(
                     w = w * (xt @ h.T) / (w @ (h @ h.T) + 1e-9)
 
             try:
+                from coreset_interp.linalg.cost import nmf_units
                 from coreset_interp.linalg.nmf import fit_nmf
 
-                def torch_nmf() -> None:
-                    fit_nmf(x, r, max_iter=iters, tol=0.0, seed=0)
-
+                # The fixed cost of a sweep (its short kernels) from a tiny fit, 1 vs 101 sweeps; the
+                # per-multiply-add rate from one sweep of a fit larger than the last-level cache (as a
+                # class is), which is its sketch and objective.
+                tiny = np.abs(rng.standard_normal((200, 64))).astype(np.float32)
+                t_one, t_many = (
+                    _best(lambda k=k: fit_nmf(tiny, r, max_iter=k, tol=0.0, seed=0), 2) for k in (1, 101)
+                )
+                nmf_torch_sweep = max(t_many - t_one, 0.0) / 100
+                big = np.abs(rng.standard_normal((12_000, 1024))).astype(np.float32)
+                t_big = _best(lambda: fit_nmf(big, r, max_iter=1, tol=0.0, seed=0), 2)
+                once, sweep_units = nmf_units(12_000, 1024, r)
+                nmf_torch = max(t_big - nmf_torch_sweep, 1e-9) / (once + sweep_units)
             except ImportError:  # a branch without the torch NMF: time the same flops as updates
-                torch_nmf = torch_mu
-            nmf_torch = _best(torch_nmf, 2) / (rows * d * r * iters)
+                nmf_torch = _best(torch_mu, 2) / (rows * d * r * iters)
+                nmf_torch_sweep = 0.0
             forward = {}
             with torch.no_grad():
                 for arch in archs:
@@ -205,6 +219,7 @@ def calibrate(
         svd_n3=svd_n3,
         linalg_latency=0.0,
         nmf_torch=nmf_torch,
+        nmf_torch_sweep=nmf_torch_sweep,
         nmf_sklearn=nmf_sklearn,
         host_gemm64=host_gemm64,
         host_eigh_n3=eigh_n3,
@@ -316,6 +331,12 @@ def selection(profile: Profile, s: Shapes, selector: str, rho: float) -> Cost:
     return Cost(seconds, n_c * n_c * 8 + s.n_train * s.d * 4, rho * s.n_train * 8)
 
 
+def _torch_nmf(profile: Profile, rows: float, d: float, r: int, iters: int, fit: bool = True) -> float:
+    from coreset_interp.linalg.cost import nmf_seconds  # imports torch: only when a torch fit is priced
+
+    return nmf_seconds(profile.nmf_torch, profile.nmf_torch_sweep, rows, d, r, iters, fit)
+
+
 def _nmf_unit(profile: Profile, backend: str) -> tuple[float, bool]:
     """Seconds per NMF unit and whether the work spreads over the job's cores (scikit-learn: per class)."""
     if backend == "sklearn":
@@ -337,6 +358,8 @@ def fit(profile: Profile, s: Shapes, interpreter: str, params: dict[str, Any], r
         r, iters = int(params.get("n_components", 10)), int(params.get("max_iter", 200))
         unit, spreads = _nmf_unit(profile, str(params.get("backend", "sklearn")))
         seconds = 1.1 * s.classes * rows_c * s.d * r * iters * unit
+        if params.get("backend", "sklearn") != "sklearn":
+            seconds = s.classes * _torch_nmf(profile, rows_c, s.d, r, iters)
         if spreads:
             seconds = _parallel(profile, seconds, s.classes)
         ram = rows_c * s.d * (8 * 3 if params.get("backend", "sklearn") == "sklearn" else 4 * 3)
@@ -366,6 +389,9 @@ def evaluation(profile: Profile, s: Shapes, interpreter: str, params: dict[str, 
         r, iters = int(params.get("n_components", 10)), int(params.get("max_iter", 200))
         unit, spreads = _nmf_unit(profile, str(params.get("backend", "sklearn")))
         seconds = 0.5 * s.n_val * s.positions * s.d * r * iters * unit
+        if params.get("backend", "sklearn") != "sklearn":
+            rows_c = s.n_val / s.classes * s.positions
+            seconds = s.classes * _torch_nmf(profile, rows_c, s.d, r, iters, fit=False)
         seconds = _parallel(profile, seconds, s.classes) if spreads else seconds
         return Cost(seconds, s.n_val / s.classes * s.positions * s.d * 8 * 3)
     if interpreter == "topic":
@@ -412,6 +438,8 @@ def comparisons(profile: Profile, s: Shapes, interpreter: str, params: dict[str,
         r, iters = int(params.get("n_components", 10)), int(params.get("max_iter", 200))
         unit, _ = _nmf_unit(profile, str(params.get("backend", "sklearn")))
         maps = (1 + n_others) * 0.5 * rows * s.d * r * iters * unit
+        if params.get("backend", "sklearn") != "sklearn":
+            maps = (1 + n_others) * _torch_nmf(profile, rows, s.d, r, iters, fit=False)
     seconds = s.classes * (per_class + maps)
     seconds = _parallel(profile, seconds, s.classes) if host else seconds
     ram = rows * s.d * 8 * 4 + k * k * 8 * 3
