@@ -6,11 +6,10 @@ that cannot: where outputs and caches go, how the job is logged, launched and pa
 progress. The seed is left out too, on purpose: jobs of one configuration that differ only in seed are the
 repetitions the report averages (mean +- std).
 
-The one list of those keys is :data:`NON_RESULT_KEYS` (plus :data:`MERGED_KEYS`, the values the report
-averages or merges on purpose), next to the config (``conf/``). A new config key is
-part of the identity unless it is classified here, so a forgotten key splits rows (visible) rather than
-merging configurations (silent). When a key is added that cannot change a number (an extraction or
-parallelism setting, a cache option), add its pattern here.
+The one list of those keys is :data:`NON_RESULT_KEYS`, derived from the typed config's field metadata
+(:mod:`coreset_interp.config`: each field says whether it can change a result), plus :data:`MERGED_KEYS`,
+the values the report averages or merges on purpose. A new config key is part of the identity unless it is
+classified there, so a forgotten key splits rows (visible) rather than merging configurations (silent).
 """
 
 from __future__ import annotations
@@ -20,47 +19,13 @@ from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
+from coreset_interp.config import non_result_keys
+
 #: Dotted-key patterns (``fnmatch``; ``*`` also spans dots) of resolved config values that cannot change
-#: any number of a job's result. A pattern names a whole subtree when it is followed by ``.*``. Read by the
+#: any number of a job's result. A pattern names a whole subtree when it is followed by ``.*``. Derived from
+#: the fields' ``result`` metadata in :mod:`coreset_interp.config` (the one classification); read by the
 #: report's series identity and by ``skip_completed`` (:mod:`coreset_interp.jobstate`).
-NON_RESULT_KEYS: tuple[str, ...] = (
-    # Where outputs and artifacts go, how the job is named, logged and launched.
-    "cache_dir",
-    "cache",
-    "cache.*",
-    "logger",
-    "logger.*",
-    "hydra",
-    "hydra.*",
-    "experiment_name",
-    "progress",
-    # Job bookkeeping: skipping completed jobs on a resubmission, the running job's heartbeat.
-    "skip_completed",
-    "job_heartbeat",
-    "job_heartbeat.*",
-    # Speed and memory only: worker counts, extraction batches and later extraction/planning settings.
-    "num_workers",
-    "batch_size",
-    "n_jobs",
-    "*.n_jobs",
-    # extract.autocast is not here: it changes the stored numbers on CUDA (and is in the store's key).
-    "extract.chunk_size",
-    "extract.shard",
-    "extract.num_shards",
-    "extract.require_complete",
-    "extract.channels_last",
-    "extract.splits",
-    "extract.energies",
-    "extract.null_reference",
-    "plan",
-    "plan.*",
-    # Which heatmaps are drawn and how they are coloured: figures only.
-    "viz",
-    "viz.*",
-    # VEBI's lasso working set and Gram batch rows: the solution does not depend on them.
-    "interpreter.working_set",
-    "interpreter.gram_batch",
-)
+NON_RESULT_KEYS: tuple[str, ...] = non_result_keys()
 
 #: Values that do change a job's numbers but that the report merges on purpose: the repetitions it
 #: averages (mean +- std over seeds), the x axis (rho: a sweep may give each job one ratio or all of them),

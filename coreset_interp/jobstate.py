@@ -10,6 +10,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,11 @@ def skip_completed(
     Returns:
         The stored payload when the job is skipped (its files untouched), else None.
     """
-    if not cfg.get("skip_completed", True):
+    if "skip_completed" not in cfg:
+        from coreset_interp.config import ConfigError
+
+        raise ConfigError("config has no 'skip_completed' (its default belongs in conf/)")
+    if not cfg["skip_completed"]:
         return None
     done = completed_result(Path(folder) / "result.json", cfg, code_version() if code is None else code)
     if done is not None:
@@ -123,12 +128,11 @@ class JobHeartbeat:
         settings: ``interval`` and ``stale_after`` (durations) from ``job_heartbeat``.
     """
 
-    def __init__(self, write: Any, payload: dict[str, Any], settings: dict[str, Any] | None = None) -> None:
-        settings = dict(settings or {})
+    def __init__(self, write: Any, payload: dict[str, Any], settings: Mapping[str, Any]) -> None:
         self.write = write
         self.payload = payload
-        self.interval = parse_duration(settings.get("interval", 60), "job_heartbeat.interval")
-        self.stale_after = parse_duration(settings.get("stale_after", 600), "job_heartbeat.stale_after")
+        self.interval = parse_duration(_setting(settings, "interval"), "job_heartbeat.interval")
+        self.stale_after = parse_duration(_setting(settings, "stale_after"), "job_heartbeat.stale_after")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.beat()
@@ -164,6 +168,14 @@ class JobHeartbeat:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+
+
+def _setting(settings: Mapping[str, Any], key: str) -> Any:
+    if key not in settings:
+        from coreset_interp.config import ConfigError
+
+        raise ConfigError(f"config has no 'job_heartbeat.{key}' (its default belongs in conf/)")
+    return settings[key]
 
 
 def liveness(payload: dict[str, Any], now: float | None = None) -> str:

@@ -31,7 +31,7 @@ def job_info(cfg: DictConfig) -> dict[str, Any]:
     return {
         "dir": Path(hc.runtime.output_dir),
         "name": hc.job.override_dirname or "default",
-        "group": Path(hc.sweep.dir).name if multirun else str(cfg.get("experiment_name", "default")),
+        "group": Path(hc.sweep.dir).name if multirun else str(cfg.experiment_name),
         "tags": [
             f"{g}={choices[g]}"
             for g in ("model", "dataset", "selector", "interpreter", "ratio")
@@ -107,22 +107,7 @@ def hydra_main(cfg: DictConfig) -> dict[str, Any]:
     else:
         cache_dir = Path(str(resolved["cache_dir"])).expanduser()
         resolved["cache_dir"] = str(cache_dir if cache_dir.is_absolute() else Path(job["cwd"]) / cache_dir)
-        from coreset_interp.cache import CacheDirError, check_cache_dir
-
-        try:
-            check_cache_dir(Path(resolved["cache_dir"]))  # before loading torch: a bad folder fails at once
-        except CacheDirError as err:
-            job, result = _config_failure(cfg, err)
-        else:
-            from coreset_interp.jobstate import skip_completed
-
-            # A resubmitted sweep skips its completed jobs before loading torch.
-            result = skip_completed(resolved, job["dir"])
-            if result is None:
-                # Imported here so that --help and Hydra's config errors answer without loading torch.
-                from coreset_interp.pipeline import run_job
-
-                result = run_job(resolved, job)
+        job, result = _start(cfg, resolved, job)
     print(f"result: {job['dir'] / 'result.json'} ({result['status']})")
     # In a multirun a failed job is recorded in its result.json and the sweep goes on to the report.
     if result["status"] != "completed" and not job["multirun"]:
@@ -134,25 +119,59 @@ def hydra_main(cfg: DictConfig) -> dict[str, Any]:
     return {"status": result["status"], "dir": str(job["dir"])}
 
 
-def _config_failure(cfg: DictConfig, err: Exception) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Write result.json for a job whose config does not resolve.
+def _start(cfg: DictConfig, resolved: dict[str, Any], job: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """Check the cache folder, skip a completed job, build the typed config once and run the job.
 
     Args:
-        cfg: the composed (unresolvable) config.
-        err: the resolution error.
+        cfg: the composed config.
+        resolved: it resolved (``cache_dir`` absolute).
+        job: :func:`job_info`.
+
+    Returns:
+        (job info, the result payload).
+    """
+    from coreset_interp.cache import CacheDirError, check_cache_dir
+    from coreset_interp.config import ConfigError
+
+    try:
+        check_cache_dir(Path(resolved["cache_dir"]))  # before loading torch: a bad folder fails at once
+        from coreset_interp.jobstate import skip_completed
+
+        # A resubmitted sweep skips its completed jobs before loading torch.
+        result = skip_completed(resolved, job["dir"])
+        if result is not None:
+            return job, result
+        from coreset_interp.config import JobConfig
+
+        typed = JobConfig.from_dict(resolved)  # every check, before any work
+    except (CacheDirError, ConfigError) as err:
+        return _config_failure(cfg, err, resolved)
+    # Imported here so that --help and Hydra's config errors answer without loading torch.
+    from coreset_interp.job import run_job
+
+    return job, run_job(typed, job)
+
+
+def _config_failure(
+    cfg: DictConfig, err: Exception, resolved: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Write result.json for a job whose config does not resolve or does not validate.
+
+    Args:
+        cfg: the composed config.
+        err: the resolution or validation error.
+        resolved: the resolved config, when it resolved (stored instead of the unresolved one).
 
     Returns:
         (job info with ``dir`` and ``multirun``, the failed result payload).
     """
+    from coreset_interp.results import FAILED, JobResult
     from coreset_interp.tracking import JobFiles
 
     hc = HydraConfig.get()
     job = {"dir": Path(hc.runtime.output_dir), "multirun": hc.mode == RunMode.MULTIRUN}
-    result = {
-        "status": "failed",
-        "error": f"{type(err).__name__}: {err}",
-        "config": OmegaConf.to_container(cfg, resolve=False),
-    }
+    config = resolved if resolved is not None else OmegaConf.to_container(cfg, resolve=False)
+    result = JobResult(status=FAILED, error=f"{type(err).__name__}: {err}", config=config).to_json()  # type: ignore[arg-type]
     JobFiles(job["dir"]).write_result(result)
     log.error("job failed: %s", result["error"])
     return job, result

@@ -39,24 +39,25 @@ from typing import Any
 
 import numpy as np
 
+from coreset_interp.results import FIT_SECONDS, PREPARE_SECONDS
+
 REPO = Path(__file__).resolve().parents[1]
 #: Artifacts a job may share without sharing fits.
 SHARED_KINDS = ("checkpoint", "activations", "unit_features")
-#: Keys every ratio entry of a job must carry, per interpreter (beyond the common ones).
-REQUIRED = {
-    "common": ["accuracy", "angular_distance", "angular_distance_per_class", "fit_seconds", "n_selected"],
-    "ice": [],
-    "topic": ["intact_accuracy", "topic_steps", "topic_budget"],
-    "vebi": [
-        "ablation_drop",
-        "ablation_prob_drop",
-        "random_ablation_drop",
-        "random_ablation_prob_drop",
-        "vebi_units_per_class",
-        "vebi_units_per_layer",
-        "vebi_coverage_per_layer",
-    ],
-}
+
+
+def required_keys(interpreter: str) -> list[str]:
+    """Args:
+        interpreter: a registered interpreter name.
+
+    Returns:
+        The keys every ratio entry of its jobs must carry: the common ones (:mod:`coreset_interp.results`)
+        and the method's own (``Interpreter.point_metrics``).
+    """
+    from coreset_interp.interpreters import INTERPRETERS
+    from coreset_interp.results import COMMON_RATIO_KEYS
+
+    return [*COMMON_RATIO_KEYS, *INTERPRETERS.factory(interpreter).point_metrics]
 
 
 def load() -> str:
@@ -98,16 +99,18 @@ def time_fits(
         Per interpreter: ``prepare_seconds``, ``fit_seconds`` {percent: median}, ``all`` {percent: list}.
     """
     from coreset_interp.cache import ArtifactCache
-    from coreset_interp.interpreters import INTERPRETERS
+    from coreset_interp.config import JobConfig
     from coreset_interp.pipeline import build_workspace
     from coreset_interp.selectors import get_selector
 
     out: dict[str, dict[str, Any]] = {}
     for name in names:
-        cfg = compose([f"interpreter={name}", "logger=none", "progress=false", f"cache_dir={cache_dir}"])
+        cfg = JobConfig.from_dict(
+            compose([f"interpreter={name}", "logger=none", "progress=false", f"cache_dir={cache_dir}"])
+        )
         ws = build_workspace(cfg, ArtifactCache(cache_dir))
         ctx = ws.context(cfg)
-        interp = INTERPRETERS.build(cfg["interpreter"])
+        interp = cfg.build_interpreter()
         start = time.perf_counter()
         interp.prepare(ctx)
         prepare_seconds = time.perf_counter() - start
@@ -123,8 +126,8 @@ def time_fits(
                 interp.fit(ctx, sets[p], seed)
                 times[p].append(time.perf_counter() - start)
         out[name] = {
-            "prepare_seconds": prepare_seconds,
-            "fit_seconds": {p: float(np.median(t)) for p, t in times.items()},
+            PREPARE_SECONDS: prepare_seconds,
+            FIT_SECONDS: {p: float(np.median(t)) for p, t in times.items()},
             "all": times,
         }
         print(f"  {name}: timed ({load()})", flush=True)
@@ -191,16 +194,21 @@ def missing_keys(result: dict[str, Any]) -> list[str]:
     Returns:
         What a complete result of its interpreter lacks (empty when complete).
     """
-    if result.get("status") != "completed":
-        return [f"status={result.get('status')}: {result.get('error')}"]
-    name = str(result.get("interpreter"))
-    need = REQUIRED["common"] + REQUIRED.get(name, [])
+    from coreset_interp.interpreters import INTERPRETERS
+    from coreset_interp.results import ACCURACY, COMPLETED, JobResult
+
+    res = JobResult.from_json(result)
+    if res.status != COMPLETED:
+        return [f"status={res.status}: {res.error}"]
+    need = required_keys(str(res.interpreter))
+    own = INTERPRETERS.factory(str(res.interpreter)).point_metrics
     # Coverage compares a coreset with the full data, so only the ratio entries carry it.
-    full_need = ["accuracy", *(k for k in REQUIRED.get(name, []) if k != "vebi_coverage_per_layer")]
-    out = [f"full.{k}" for k in full_need if result["full"].get(k) is None]
-    for e in result.get("ratios", []):
-        out += [f"ratios[{e.get('percent')}].{k}" for k in need if k not in e or e[k] is None]
-    if not result.get("ratios"):
+    full_need = [ACCURACY, *(k for k in own if k != "vebi_coverage_per_layer")]
+    out = [f"full.{k}" for k in full_need if (res.full or {}).get(k) is None]
+    for e in res.ratios or []:
+        row = e.to_json()
+        out += [f"ratios[{e.percent}].{k}" for k in need if row.get(k) is None]
+    if not res.ratios:
         out.append("ratios")
     return out
 
@@ -213,10 +221,13 @@ def job_ratio(result: dict[str, Any], percent: int) -> float | None:
     Returns:
         The job's t(rho)/t(full), selection included (the pipeline's cost), or None.
     """
-    full = result["full"]["fit_seconds"]
-    for e in result["ratios"]:
-        if e["percent"] == percent and full > 0:
-            return (e["fit_seconds"] + e["select_seconds"]) / full
+    from coreset_interp.results import JobResult
+
+    res = JobResult.from_json(result)
+    full = (res.full or {})[FIT_SECONDS]
+    entry = res.entry(percent)
+    if entry is not None and full > 0:
+        return (entry.fit_seconds + entry.select_seconds) / full
     return None
 
 
@@ -293,10 +304,10 @@ def main() -> None:
         line = f"{name:>11}"
         if name in fits:
             f = fits[name]
-            t_full = f["fit_seconds"][100]
-            line += f" {f['prepare_seconds']:9.2f} {t_full:9.3f}"
+            t_full = f[FIT_SECONDS][100]
+            line += f" {f[PREPARE_SECONDS]:9.2f} {t_full:9.3f}"
             for p in percents:
-                ratio = f["fit_seconds"][p] / t_full
+                ratio = f[FIT_SECONDS][p] / t_full
                 target = 1.2 * p / 100 + 0.05
                 verdict = ("ok" if ratio <= target else "MISS") if name != "topic" else "n/a"
                 line += f" {ratio:14.3f} {verdict:>7}"

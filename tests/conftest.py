@@ -76,6 +76,8 @@ def digits_workspace(make_config: Callable[..., dict[str, Any]], session_cache_d
 
 
 @pytest.fixture(scope="session")
-def digits_context(digits_workspace: Any) -> Any:
+def digits_context(digits_workspace: Any, make_config: Callable[..., dict[str, Any]]) -> Any:
     """An InterpretContext over the embedded default's workspace."""
-    return digits_workspace.context({"batch_size": 128, "num_workers": 0, "progress": False})
+    from coreset_interp.config import JobConfig
+
+    return digits_workspace.context(JobConfig.from_dict(make_config(["num_workers=0"])))

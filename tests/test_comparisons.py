@@ -1,4 +1,4 @@
-"""The class-outer comparison loop (coreset_interp.comparisons): equal to the per-fit formula, resumable
+"""The class-outer comparison loop (coreset_interp.metrics.compare): equal to the per-fit formula, resumable
 from its per-class cache after a failure mid-loop, and with peak memory independent of the class count.
 
 Real ICE fits on small synthetic activation stores (non-negative maps with per-class low-rank structure),
@@ -16,11 +16,10 @@ import pytest
 import torch
 
 from coreset_interp.cache import ArtifactCache
-from coreset_interp.comparisons import COMPARISON_DIR, ComparedFit, compare_class_outer
 from coreset_interp.interpreters import InterpretContext, get_interpreter
+from coreset_interp.metrics.compare import COMPARISON_DIR, ComparedFit, PhiComparer, compare_class_outer
 from coreset_interp.metrics.shape import angular_distance
 from coreset_interp.models.activations import ActivationStore
-from coreset_interp.pipeline import PhiComparer
 
 D, H, W = 32, 4, 4
 

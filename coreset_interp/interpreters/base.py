@@ -85,6 +85,9 @@ class Interpreter(ABC):
     evaluation_only: ClassVar[frozenset[str]] = frozenset()
     #: Fields that change neither the fit nor the evaluation, only speed or memory (left out of all keys).
     speed_only: ClassVar[frozenset[str]] = frozenset()
+    #: The method's own keys of every ratio entry of result.json (beyond
+    #: :data:`coreset_interp.results.COMMON_RATIO_KEYS`): the one place a method's result keys are declared.
+    point_metrics: ClassVar[tuple[str, ...]] = ()
 
     def params(self) -> dict[str, Any]:
         """Every constructor field with its value, defaults included.

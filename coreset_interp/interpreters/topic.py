@@ -157,6 +157,8 @@ class Topic(Interpreter):
             (uniform(-0.5, 0.5), the reference).
     """
 
+    point_metrics = ("intact_accuracy", "topic_steps", "topic_budget")
+
     def __init__(
         self,
         n_concepts: int = 10,

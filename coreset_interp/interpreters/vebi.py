@@ -82,6 +82,11 @@ class VEBI(Interpreter):
     evaluation_only = frozenset({"random_draws"})
     speed_only = frozenset({"working_set", "gram_batch"})
 
+    point_metrics = (
+        "ablation_drop", "ablation_prob_drop", "random_ablation_drop", "random_ablation_prob_drop",
+        "vebi_units_per_class", "vebi_units_per_layer", "vebi_coverage_per_layer",
+    )  # fmt: skip
+
     def __init__(
         self, mu: float = 50.0, random_draws: int = 5, working_set: int = 128, gram_batch: int = 1024
     ) -> None:
