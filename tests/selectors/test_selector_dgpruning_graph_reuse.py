@@ -50,5 +50,10 @@ def test_pipeline_reuses_one_selector_per_job(digits_workspace: Any, make_config
     cfg = make_config(["selector=dgpruning"])
     a, _, key_a = select_coreset(digits_workspace, cfg, 0.1, 0)
     b, _, key_b = select_coreset(digits_workspace, cfg, 0.3, 0)
-    sels = [v for k, v in digits_workspace.extras.items() if isinstance(k, tuple) and k[0] == "selector"]
+    # Other tests share the session workspace: count only this selector's entries.
+    sels = [
+        v
+        for k, v in digits_workspace.extras.items()
+        if isinstance(k, tuple) and k[0] == "selector" and getattr(v, "name", None) == "dgpruning"
+    ]
     assert len(sels) == 1 and key_a != key_b and len(a) < len(b)
