@@ -40,7 +40,7 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 from coreset_interp.cache import spec_key
-from coreset_interp.interpreters.base import InterpretContext, Interpreter
+from coreset_interp.interpreters.base import FigureHook, InterpretContext, Interpreter
 from coreset_interp.linalg.nmf import fit_nmf, resolve_dtype
 from coreset_interp.parallel import parallel_map
 
@@ -101,6 +101,8 @@ class ICE(Interpreter):
     """
 
     name = "ice"
+    # A reconstruction is judged against the model's predictions: the intact model is Fig. 2's reference.
+    figure_hook = FigureHook(intact_reference=True)
 
     def __init__(
         self,

@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
-from coreset_interp.interpreters.base import ClassPhi, InterpretContext, Interpreter
+from coreset_interp.interpreters.base import ClassPhi, FigureHook, InterpretContext, Interpreter
 from coreset_interp.interpreters.vebi_lasso import accumulate_gram, positive_lasso_l1
 from coreset_interp.interpreters.vebi_maps import image_unit_maps, native_unit_maps
 from coreset_interp.interpreters.vebi_units import (
@@ -137,6 +137,14 @@ class VEBI(Interpreter):
 
     name = "vebi"
     paired = True
+    # Fig. 3 (units per layer and their coverage) from the keys describe() and compare() write.
+    figure_hook = FigureHook(
+        layer_units="vebi_units_per_layer",
+        layer_coverage="vebi_coverage_per_layer",
+        layer_title="VEBI: relevant units per layer and intersection coverage (Fig. 3)",
+        intact_reference=True,
+        accuracy_label="after ablation",
+    )
 
     def __init__(
         self, mu: float = 50.0, random_draws: int = 5, working_set: int = 128, gram_batch: int = 1024
