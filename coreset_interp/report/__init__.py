@@ -22,7 +22,7 @@ as a ``wandb.Table`` when the sweep's jobs logged to W&B (through the W&B tracke
 
 Modules, one job each: :mod:`~coreset_interp.report.keys` (every result.json key read here and by the
 figures), :mod:`~coreset_interp.report.load` (finding jobs, reading results and their config),
-:mod:`~coreset_interp.report.series` (the data model), :mod:`~coreset_interp.report.aggregate` (series,
+:mod:`~coreset_interp.report.series` (the data model), :mod:`~coreset_interp.report.aggregation` (series,
 mean over seeds, cache use), :mod:`~coreset_interp.report.tables` (Table 1 and its companions),
 :mod:`~coreset_interp.report.html` (report.html), :mod:`~coreset_interp.report.build` (writing it all) and
 :mod:`~coreset_interp.report.cli` (the command).
@@ -42,8 +42,8 @@ _EXPORTS = {
     "load_results": "load",
     "JobResult": "load",
     "selector_label": "load",
-    "aggregate": "aggregate",
-    "artifact_summary": "aggregate",
+    "aggregate": "aggregation",
+    "artifact_summary": "aggregation",
     "Series": "series",
     "Cell": "series",
     "table1": "tables",

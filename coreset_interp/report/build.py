@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from coreset_interp.heatmaps import VizConfig
-from coreset_interp.report.aggregate import aggregate, artifact_summary
+from coreset_interp.report.aggregation import aggregate, artifact_summary
 from coreset_interp.report.html import CASCADE_PNG, extras_html, page
 from coreset_interp.report.load import JobResult, job_row, load_results, table1_percents, wandb_target
 from coreset_interp.report.series import Series

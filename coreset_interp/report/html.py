@@ -56,7 +56,7 @@ def page(
         rows: Table 1.
         percents: the Table 1 ratios.
         figures: the paper figures, file name -> PNG (None = not drawn).
-        artifacts: from :func:`~coreset_interp.report.aggregate.artifact_summary`.
+        artifacts: from :func:`~coreset_interp.report.aggregation.artifact_summary`.
         series: the aggregated series (for the ICE accuracy table).
         extra_html: the reality-check and heatmap sections (:func:`extras_html`).
 

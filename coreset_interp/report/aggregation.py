@@ -49,16 +49,16 @@ def aggregate(results: Sequence[JobResult]) -> list[Series]:
         for entry in p.get(K.RATIOS) or []:
             if isinstance(entry, dict) and K.PERCENT in entry:
                 raw.setdefault(key, {}).setdefault(int(entry[K.PERCENT]), {})[seed] = entry
-        m = meta.setdefault(key, {"full": {}, "model_accuracy": [], "null": [], "jobs": [], "payloads": []})
+        m = meta.setdefault(key, {"by_seed": {}, "intact": [], "nulls": [], "jobs": [], "payloads": []})
         m["identity"] = result_identity(config)
-        m["full"].setdefault(seed, {}).update(p.get(K.FULL) or {})
+        m["by_seed"].setdefault(seed, {}).update(p.get(K.FULL) or {})
         m["jobs"].append(str(res.path.parent))
         m["payloads"].append(p)
         if finite_number(p.get(K.MODEL_ACCURACY)) is not None:
-            m["model_accuracy"].append(float(p[K.MODEL_ACCURACY]))
+            m["intact"].append(float(p[K.MODEL_ACCURACY]))
         null = p.get(K.NULL_REFERENCE) or {}
         if isinstance(null, dict) and finite_number(null.get(K.PHI)) is not None:
-            m["null"].append(float(null[K.PHI]))
+            m["nulls"].append(float(null[K.PHI]))
     variants = _variants({k: meta[k]["identity"] for k in meta})
     return [
         _series(key, raw.get(key, {}), meta[key], variants[key]) for key in _sorted_keys(raw.keys() | meta)
@@ -85,14 +85,14 @@ def _series(
             units = (p.get(K.FULL) or {}).get(hook.layer_units)
             if isinstance(units, dict):
                 s.full_layer_units = dict(units)
-    fulls = list(m["full"].values())
+    fulls = list(m["by_seed"].values())
     s.full = {
         k: float(np.mean(vals))
         for k in K.FULL_METRICS
         if (vals := [v for f in fulls if (v := finite_number(f.get(k))) is not None])
     }
-    s.model_accuracy = float(np.mean(m["model_accuracy"])) if m["model_accuracy"] else None
-    s.null_phi = float(np.mean(m["null"])) if m["null"] else None
+    s.model_accuracy = float(np.mean(m["intact"])) if m["intact"] else None
+    s.null_phi = float(np.mean(m["nulls"])) if m["nulls"] else None
     s.reality = series_bands(m["payloads"])
     return s
 
