@@ -66,8 +66,13 @@ def _base_selector(label: str) -> str:
     return label.split(" [")[0].split("<-")[0]
 
 
-def _styles(series: Sequence[Series]) -> tuple[dict[str, str], dict[str, str]]:
-    """Colour per model and marker per series label (keyed by :attr:`Series.label`)."""
+def styles(series: Sequence[Series]) -> tuple[dict[str, str], dict[str, str]]:
+    """Args:
+        series: the series of one figure.
+
+    Returns:
+        Colour per model and marker per series label (keyed by :attr:`Series.label`).
+    """
     models = ordered((s.model for s in series), ())
     selectors = ordered((s.label for s in series), SELECTOR_ORDER)
     colors = {m: _COLORS[i % len(_COLORS)] for i, m in enumerate(models)}
@@ -101,7 +106,14 @@ def _panels(n: int, height: float = 3.6, width: float = 4.2) -> tuple[Figure, li
     return fig, list(axes)
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Args:
+        fig: a finished figure.
+        path: the PNG (its folder is created).
+
+    Returns:
+        ``path``.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)
     return path
@@ -136,7 +148,7 @@ def accuracy_figure(series: Sequence[Series], path: Path) -> Path | None:
     groups = _group([s for s in series if s.curve(K.ACCURACY)[0]])
     if not groups:
         return None
-    colors, markers = _styles([s for g in groups.values() for s in g])
+    colors, markers = styles([s for g in groups.values() for s in g])
     fig, axes = _panels(len(groups))
     true_drawn = intact_drawn = False
     for ax, (interp, group) in zip(axes, groups.items(), strict=True):
@@ -168,7 +180,7 @@ def accuracy_figure(series: Sequence[Series], path: Path) -> Path | None:
         extra.append(Line2D([], [], color="0.3", lw=0.8, ls="--", label="ICE true class (sees the label)"))
     _legend(fig, colors, markers, extra)
     fig.suptitle("Accuracy on the relevant features vs coreset size (Fig. 2)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def phi_figure(series: Sequence[Series], path: Path) -> Path | None:
@@ -186,7 +198,7 @@ def phi_figure(series: Sequence[Series], path: Path) -> Path | None:
     groups = _group([s for s in series if s.curve(K.PHI)[0]])
     if not groups:
         return None
-    colors, markers = _styles([s for g in groups.values() for s in g])
+    colors, markers = styles([s for g in groups.values() for s in g])
     fig, axes = _panels(len(groups))
     null_drawn = False
     for ax, (interp, group) in zip(axes, groups.items(), strict=True):
@@ -221,7 +233,7 @@ def phi_figure(series: Sequence[Series], path: Path) -> Path | None:
         extra.append(Patch(color="0.3", alpha=0.15, hatch="//", label="null band (± s.e.)"))
     _legend(fig, colors, markers, extra)
     fig.suptitle("Similarity of coreset and full-data relevant features, lower = closer (Fig. 4)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def cost_figure(series: Sequence[Series], path: Path) -> Path | None:
@@ -273,7 +285,7 @@ def cost_figure(series: Sequence[Series], path: Path) -> Path | None:
     handles += [Line2D([], [], color="0.3", ls=mstyle[m], label=m) for m in models]
     fig.legend(handles=handles, loc="outside right center", frameon=False, fontsize=9)
     fig.suptitle("Interpretation cost vs coreset size (Sec. 4.6)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _mean_curves(group: Sequence[Series], metric: str) -> dict[int, float]:
@@ -328,7 +340,7 @@ def job_figures(payload: dict[str, Any], folder: Path) -> dict[str, Path]:
         _percent_axis(ax, xs)
     name = " / ".join(str(payload.get(k, "?")) for k in (K.MODEL, K.SELECTOR, K.INTERPRETER))
     fig.suptitle(name)
-    out["summary"] = _save(fig, Path(folder) / "figures" / "summary.png")
+    out["summary"] = save_figure(fig, Path(folder) / "figures" / "summary.png")
     from coreset_interp.report.series import Series, figure_hook, layer_data
     from coreset_interp.viz_layers import layer_figure
 

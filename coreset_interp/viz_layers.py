@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.figure import Figure
 
-from coreset_interp.viz import DPI, SELECTOR_ORDER, _save, _styles, finite_number, ordered
+from coreset_interp.viz import DPI, SELECTOR_ORDER, finite_number, ordered, save_figure, styles
 
 if TYPE_CHECKING:
     from coreset_interp.report.series import Series
@@ -41,7 +41,7 @@ def layer_figure(series: Sequence[Series], path: Path, percent: int | None = Non
     if percent is None or percent not in available:
         preferred = [p for p in available if 10 <= p <= 50]
         percent = (preferred or available)[0]
-    _, markers = _styles(layered)
+    _, markers = styles(layered)
     fig = Figure(figsize=(13, 3.8 * len(models)), layout="constrained", dpi=DPI)
     axes = fig.subplots(len(models), 2, squeeze=False, width_ratios=[1, 1.3])
     for row, model in enumerate(models):
@@ -94,7 +94,7 @@ def layer_figure(series: Sequence[Series], path: Path, percent: int | None = Non
     fig.suptitle(
         next((s.hook.layer_title for s in layered if s.hook.layer_title), "Relevant units per layer")
     )
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _layer_order(group: Sequence[Series]) -> list[str]:
