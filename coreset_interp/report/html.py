@@ -74,24 +74,47 @@ def page(
         + ", ".join(f"<span class='{e(k)}'>{v} {e(k)}</span>" for k, v in sorted(counts.items()))
         + "</p>",
     ]
+    parts += _failed_jobs(results)
+    parts += _table1_section(rows, percents)
+    parts += _figure_sections(figures)
+    parts.append(extra_html)
+    if ice := _ice_accuracy_html(series):
+        parts.append(ice)
+    parts += _cache_section(artifacts)
+    parts += _jobs_section(results)
+    return "\n".join(parts)
+
+
+def _failed_jobs(results: Sequence[JobResult]) -> list[str]:
+    """The jobs that did not complete, with their errors (nothing when all did)."""
+    e = html.escape
+    parts: list[str] = []
     bad = [r for r in results if r.status != "completed"]
-    if bad:
-        parts.append("<h2>Jobs that did not complete</h2>")
+    if not bad:
+        return parts
+    parts.append("<h2>Jobs that did not complete</h2>")
+    parts.append(
+        "<p class='note'>Status <b>running</b>: the job's heartbeat is fresh; <b>killed</b>: it stopped; "
+        "rerun the same command to finish the sweep (complete artifacts are reused).</p>"
+    )
+    parts.append("<table><tr><th>job</th><th>status</th><th>error</th><th>folder</th></tr>")
+    for r in bad:
+        tb = r.payload.get(K.TRACEBACK)
+        err = e(str(r.payload.get(K.ERROR) or ""))
+        if tb:
+            err += f"<details><summary>traceback</summary><pre>{e(str(tb))}</pre></details>"
         parts.append(
-            "<p class='note'>Status <b>running</b>: the job's heartbeat is fresh; <b>killed</b>: it stopped; "
-            "rerun the same command to finish the sweep (complete artifacts are reused).</p>"
+            f"<tr><td>{e(r.name)}</td><td class='{e(r.status)}'>{e(r.status)}</td>"
+            f"<td>{err}</td><td>{e(str(r.path.parent))}</td></tr>"
         )
-        parts.append("<table><tr><th>job</th><th>status</th><th>error</th><th>folder</th></tr>")
-        for r in bad:
-            tb = r.payload.get(K.TRACEBACK)
-            err = e(str(r.payload.get(K.ERROR) or ""))
-            if tb:
-                err += f"<details><summary>traceback</summary><pre>{e(str(tb))}</pre></details>"
-            parts.append(
-                f"<tr><td>{e(r.name)}</td><td class='{e(r.status)}'>{e(r.status)}</td>"
-                f"<td>{err}</td><td>{e(str(r.path.parent))}</td></tr>"
-            )
-        parts.append("</table>")
+    parts.append("</table>")
+    return parts
+
+
+def _table1_section(rows: Rows, percents: Sequence[int]) -> list[str]:
+    """Table 1 as an HTML table."""
+    e = html.escape
+    parts: list[str] = []
     parts.append("<h2>Table 1</h2>")
     parts.append(
         f"<p class='note'>Angular distance Phi (rad) between coreset and full-data relevant "
@@ -114,6 +137,13 @@ def page(
         parts.append("</table>")
     else:
         parts.append("<p>No completed job yet.</p>")
+    return parts
+
+
+def _figure_sections(figures: dict[str, Path | None]) -> list[str]:
+    """The paper figures that were drawn, embedded."""
+    e = html.escape
+    parts: list[str] = []
     titles = {
         "fig2_accuracy.png": "Fig. 2: accuracy on the relevant features",
         "fig4_phi.png": "Fig. 4: similarity to the full-data features",
@@ -126,9 +156,13 @@ def page(
             continue
         data = base64.b64encode(Path(path).read_bytes()).decode()
         parts.append(f"<h2>{e(title)}</h2><img alt='{e(name)}' src='data:image/png;base64,{data}'>")
-    parts.append(extra_html)
-    if ice := _ice_accuracy_html(series):
-        parts.append(ice)
+    return parts
+
+
+def _cache_section(artifacts: dict[str, Any]) -> list[str]:
+    """How the jobs used the artifact cache."""
+    e = html.escape
+    parts: list[str] = []
     parts.append("<h2>Artifact cache</h2>")
     parts.append(
         "<p class='note'>From the <code>artifacts</code> records of each result.json: how many "
@@ -157,6 +191,13 @@ def page(
         parts.append("</table>")
     if artifacts["duplicates"]:
         parts.append(f"<p class='failed'>Computed more than once: {e(str(artifacts['duplicates']))}</p>")
+    return parts
+
+
+def _jobs_section(results: Sequence[JobResult]) -> list[str]:
+    """Every job's status, wall time and artifacts, closing the page."""
+    e = html.escape
+    parts: list[str] = []
     parts.append(
         "<h2>Jobs</h2><table><tr><th>job</th><th>status</th><th>wall s</th>"
         "<th>artifacts computed / reused</th><th>folder</th></tr>"
@@ -170,7 +211,7 @@ def page(
             f"<td class='num'>{row['computed']} / {row['reused']}</td><td>{e(row['dir'])}</td></tr>"
         )
     parts.append("</table></body></html>")
-    return "\n".join(parts)
+    return parts
 
 
 def _ice_accuracy_html(series: Sequence[Series]) -> str:
