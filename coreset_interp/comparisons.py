@@ -77,7 +77,7 @@ def comparison_key(
         {
             "version": COMPARISON_VERSION,
             "interpreter": interp.name,
-            "params": interp.params(),
+            "params": interp.fit_params(),
             "full": full_key,
             "other": other_key,
             "alpha": float(alpha),

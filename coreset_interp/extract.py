@@ -45,9 +45,9 @@ def extract(cfg: dict[str, Any]) -> dict[str, Any]:
         ``extraction`` (one entry per pass that ran, with images/s).
     """
     from coreset_interp.cache import ArtifactCache
-    from coreset_interp.data import build_dataset
-    from coreset_interp.interpreters import get_interpreter
-    from coreset_interp.models import load_model, model_spec
+    from coreset_interp.data import get_dataset
+    from coreset_interp.interpreters import INTERPRETERS
+    from coreset_interp.models import get_model
     from coreset_interp.models.extraction import ExtractSettings, ensure_store
     from coreset_interp.pipeline import null_model_config, resolve_device
 
@@ -58,13 +58,13 @@ def extract(cfg: dict[str, Any]) -> dict[str, Any]:
     if bad or not splits:
         raise ValueError(f"extract.splits must be a non-empty list of train, val; got {splits}")
     icfg = cfg["interpreter"]
-    interp = get_interpreter(str(icfg["name"]), **dict(icfg.get("params") or {}))
+    interp = INTERPRETERS.build(icfg)
     energies = _flag(ex.get("energies", "auto"), interp.name == "vebi", "extract.energies")
     null = _flag(
         ex.get("null_reference", "auto"), bool(cfg["metric"].get("null_reference")), "extract.null_reference"
     )
     device = resolve_device(str(cfg.get("device", "auto")))
-    dataset = build_dataset(cfg["dataset"])
+    dataset = get_dataset(**cfg["dataset"])
     cache = ArtifactCache(Path(cfg["cache_dir"]))
     progress = bool(cfg.get("progress", True))
     dtype = str(cfg.get("activation_dtype", "float32"))
@@ -83,8 +83,8 @@ def extract(cfg: dict[str, Any]) -> dict[str, Any]:
     stats: list[dict[str, Any]] = []
     stores = []
     for tag, mcfg, parts in models:
-        model, _ = load_model(mcfg, dataset, cache, device, progress)
-        mspec = model_spec(mcfg, dataset)
+        model, info = get_model(**mcfg).load(dataset, cache, device, progress)
+        mspec = info["spec"]
         for split in splits:
             store, key = ensure_store(
                 cache, model, mspec, dataset, split, device, dtype, parts(split), settings, stats, tag

@@ -1,7 +1,7 @@
 """Which resolved config values can change a number: the identity of a result.
 
 The report keeps jobs apart whenever any value that can change a number differs (two values of
-``metric.alpha``, two checkpoints, two ``selector.params.k``), and merges only jobs that differ in values
+``metric.alpha``, two checkpoints, two ``selector.k``), and merges only jobs that differ in values
 that cannot: where outputs and caches go, how the job is logged, launched and parallelised, how it shows
 progress. The seed is left out too, on purpose: jobs of one configuration that differ only in seed are the
 repetitions the report averages (mean +- std).
@@ -58,8 +58,8 @@ NON_RESULT_KEYS: tuple[str, ...] = (
     "viz",
     "viz.*",
     # VEBI's lasso working set and Gram batch rows: the solution does not depend on them.
-    "interpreter.params.working_set",
-    "interpreter.params.gram_batch",
+    "interpreter.working_set",
+    "interpreter.gram_batch",
 )
 
 #: Values that do change a job's numbers but that the report merges on purpose: the repetitions it

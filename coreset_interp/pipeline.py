@@ -22,15 +22,15 @@ from tqdm.auto import tqdm
 
 from coreset_interp.cache import ArtifactCache, spec_key
 from coreset_interp.comparisons import ComparedFit, compare_class_outer, resolve_backend
-from coreset_interp.data import ImageDataset, build_dataset
+from coreset_interp.data import ImageDataset, get_dataset
 from coreset_interp.devices import job_gpu
-from coreset_interp.interpreters import ClassPhi, InterpretContext, Interpreter, get_interpreter
-from coreset_interp.models import ModelAdapter, load_model, model_spec
+from coreset_interp.interpreters import INTERPRETERS, ClassPhi, InterpretContext, Interpreter
+from coreset_interp.models import ModelAdapter, get_model
 from coreset_interp.models.activations import ActivationStore
 from coreset_interp.models.extraction import ExtractSettings, ensure_store
 from coreset_interp.models.loader import resolve_num_workers
 from coreset_interp.parallel import resolve_n_jobs
-from coreset_interp.selectors import get_selector
+from coreset_interp.selectors import SELECTORS
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def activations_for(
     Args:
         cache: the artifact cache.
         model: the adapter.
-        mspec: the model's specification (:func:`coreset_interp.models.model_spec`).
+        mspec: the model's specification (:meth:`coreset_interp.models.Model.spec`).
         dataset: the dataset.
         split: ``train`` or ``val``.
         device: torch device.
@@ -188,14 +188,14 @@ def build_workspace(cfg: dict[str, Any], cache: ArtifactCache) -> Workspace:
         The workspace.
     """
     device = resolve_device(str(cfg.get("device", "auto")))
-    dataset = build_dataset(cfg["dataset"])
+    dataset = get_dataset(**cfg["dataset"])
     progress = bool(cfg.get("progress", True))
-    model, info = load_model(cfg["model"], dataset, cache, device, progress)
-    mspec = model_spec(cfg["model"], dataset)
+    model, info = get_model(**cfg["model"]).load(dataset, cache, device, progress)
+    mspec = info["spec"]
     # The trained model's maps serve every interpreter of a sweep; the job's interpreter adds its own
     # parts (VEBI's energies) to the same pass.
     icfg = cfg["interpreter"]
-    interp = get_interpreter(str(icfg["name"]), **dict(icfg.get("params") or {}))
+    interp = INTERPRETERS.build(icfg)
     stats: list[dict[str, Any]] = []
     stores, keys = {}, {}
     for split in ("train", "val"):
@@ -238,25 +238,18 @@ def select_coreset(
     Returns:
         (sorted train indices, selection seconds when it was computed, coreset key).
     """
-    scfg = cfg["selector"]
-    params = dict(scfg.get("params") or {})
     features, labels, feat_key = ws.train.g, ws.train.labels, ws.activation_keys["train"]
-    source = params.pop("source_model", None)
-    if source is not None:
-        features, feat_key = _source_features(ws, cfg, dict(source))
-    # One selector per (name, params) and job: selectors may keep per-class work that does not depend on
+    # One selector per (node, features) and job: selectors may keep per-class work that does not depend on
     # rho (DGPruning's kNN graphs) for the job's other ratios.
-    sel_key = ("selector", str(scfg["name"]), spec_key(params), feat_key)
-    if sel_key not in ws.extras:
-        ws.extras[sel_key] = get_selector(str(scfg["name"]), **params)
-    selector = ws.extras[sel_key]
-    spec = {
-        "selector": str(scfg["name"]),
-        "params": params,
-        "ratio": ratio,
-        "seed": seed,
-        "features": feat_key,
-    }
+    node_key = ("selector", spec_key(dict(cfg["selector"])), feat_key)
+    if node_key not in ws.extras:
+        ws.extras[node_key] = SELECTORS.build(cfg["selector"])
+    selector = ws.extras[node_key]
+    source = selector.source_model()
+    if source is not None:
+        features, feat_key = _source_features(ws, cfg, source)
+    # The key holds every parameter (defaults included) and the code version, not the raw YAML.
+    spec = {**selector.key(), "ratio": ratio, "seed": seed, "features": feat_key}
     result, _ = ws.cache.get_or_compute_pickle(
         "coreset", spec, lambda: _timed(lambda: selector.select(features, labels, ratio, seed))
     )
@@ -269,11 +262,12 @@ def _source_features(
     """Train GAP features of another model (the transfer selector, the paper's Sec. 4.5)."""
     key = spec_key(source_cfg)
     if key not in ws.extras:
-        model, _ = load_model(source_cfg, ws.dataset, ws.cache, ws.device, bool(cfg.get("progress", True)))
+        progress = bool(cfg.get("progress", True))
+        model, info = get_model(**source_cfg).load(ws.dataset, ws.cache, ws.device, progress)
         store, skey = activations_for(
             ws.cache,
             model,
-            model_spec(source_cfg, ws.dataset),
+            info["spec"],
             ws.dataset,
             "train",
             ws.device,
@@ -320,7 +314,8 @@ def _fit_spec(
 ) -> dict[str, Any]:
     return {
         "interpreter": interp.name,
-        "params": interp.params(),
+        "version": interp.version,
+        "params": interp.fit_params(),
         "seed": seed,
         "train": ctx.model_key,
         "coreset": coreset_key if coreset_key is not None else "full",
@@ -356,7 +351,8 @@ def evaluation_spec(interp: Interpreter, train_key: str, val_name: str, seed: in
     """
     return {
         "interpreter": interp.name,
-        "params": interp.params(),
+        "version": interp.version,
+        "params": interp.evaluation_params(),
         "seed": seed,
         "train": train_key,
         "val": val_name,
@@ -532,8 +528,8 @@ def null_fit(
         The fit with its cache key and its context.
     """
     rcfg = null_model_config(cfg, seed)
-    model, _ = load_model(rcfg, ws.dataset, ws.cache, ws.device, progress=False)
-    mspec = model_spec(rcfg, ws.dataset)
+    model, info = get_model(**rcfg).load(ws.dataset, ws.cache, ws.device, progress=False)
+    mspec = info["spec"]
     # Only what the interpreter reads (ICE, topic: maps; VEBI: train energies), one pass per split.
     train, ktrain = activations_for(
         ws.cache, model, mspec, ws.dataset, "train", ws.device, cfg, interp.store_parts("train"),
@@ -584,10 +580,9 @@ def run(cfg: dict[str, Any], on_ratio: RatioCallback | None = None) -> dict[str,
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"metric.alpha must be in [0, 1], got {alpha}")
     icfg = cfg["interpreter"]
-    interp = get_interpreter(str(icfg["name"]), **dict(icfg.get("params") or {}))
-    # Fail on a bad selector name before any expensive work.
-    sparams = {k: v for k, v in dict(cfg["selector"].get("params") or {}).items() if k != "source_model"}
-    get_selector(str(cfg["selector"]["name"]), **sparams)
+    interp = INTERPRETERS.build(icfg)
+    # Fail on a bad selector name or field before any expensive work.
+    SELECTORS.build(cfg["selector"])
 
     cache = ArtifactCache.from_config(cfg)
     log.info(cache.check())
@@ -720,7 +715,8 @@ def run_job(cfg: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
         The full result payload (``status`` tells whether it failed).
     """
     from coreset_interp.jobstate import JobHeartbeat, code_version, skip_completed
-    from coreset_interp.tracking import JobFiles, make_tracker
+    from coreset_interp.trackers import get_logger
+    from coreset_interp.tracking import JobFiles
 
     code = code_version()
     if (done := skip_completed(cfg, Path(job["dir"]), code)) is not None:
@@ -731,7 +727,7 @@ def run_job(cfg: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
     heartbeat = JobHeartbeat(files.write_result, payload, cfg.get("job_heartbeat"))
     files.write_result(payload)
-    tracker = make_tracker(cfg["logger"])
+    tracker = get_logger(**cfg["logger"])
     start = time.perf_counter()
 
     def on_ratio(entry: dict[str, Any]) -> None:

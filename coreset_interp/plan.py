@@ -121,7 +121,7 @@ def shapes(cfg: dict[str, Any]) -> pc.Shapes:
         The shapes the cost model needs.
     """
     n_train, n_val, classes, jpeg = dataset_sizes(cfg["dataset"])
-    arch = str(cfg["model"]["arch"])
+    arch = str(cfg["model"]["name"])
     size = int(cfg["dataset"]["image_size"])
     side = max(1, size // (16 if str(cfg["model"]["stem"]) == "small" else 32))
     return pc.Shapes(
@@ -146,30 +146,29 @@ class KeyOracle:
     the dataset is not present, so its fingerprint is unknown)."""
 
     def __init__(self, cfg: dict[str, Any]) -> None:
-        from coreset_interp.data import build_dataset
-        from coreset_interp.models import model_spec
+        from coreset_interp.data import get_dataset
 
         self.cfg = cfg
         self.ok = False
         try:
-            self.dataset = build_dataset(cfg["dataset"])
+            self.dataset = get_dataset(**cfg["dataset"])
             self.fingerprint = self.dataset.fingerprint()
         except Exception:  # noqa: BLE001 - an absent dataset only means the keys are unknown
             return
-        self.model_spec = model_spec
         self.ok = True
 
     def activations(self, mcfg: dict[str, Any], split: str) -> str | None:
         """Key of :func:`coreset_interp.pipeline.activations_for`'s artifact."""
         if not self.ok:
             return None
+        from coreset_interp.models import get_model
         from coreset_interp.models.extraction import store_spec
         from coreset_interp.models.loader import compute_precision
 
         device = _job_device(self.cfg)
         autocast = bool((self.cfg.get("extract") or {}).get("autocast", True))
         spec = store_spec(
-            self.model_spec(mcfg, self.dataset),
+            get_model(**mcfg).spec(self.dataset),
             self.fingerprint,
             split,
             str(self.cfg.get("activation_dtype", "float32")),
@@ -179,7 +178,9 @@ class KeyOracle:
 
     def checkpoint(self, mcfg: dict[str, Any]) -> str | None:
         """Key of a trained model's checkpoint."""
-        return spec_key(self.model_spec(mcfg, self.dataset)) if self.ok else None
+        from coreset_interp.models import get_model
+
+        return spec_key(get_model(**mcfg).spec(self.dataset)) if self.ok else None
 
 
 def _job_device(cfg: dict[str, Any]) -> Any:
@@ -213,11 +214,12 @@ def plan_job(cfg: dict[str, Any], profile: pc.Profile, name: str, ice_backend: s
     from coreset_interp.interpreters import get_interpreter
     from coreset_interp.pipeline import _fit_spec, evaluation_spec, ratios_from_percents
     from coreset_interp.reality import bootstrap_key, bootstrap_seed
+    from coreset_interp.selectors import SELECTORS
 
     s = shapes(cfg)
     icfg = cfg["interpreter"]
     iname = str(icfg["name"])
-    params = dict(icfg.get("params") or {})
+    params = {k: v for k, v in icfg.items() if k != "name"}
     if iname == "ice" and ice_backend is not None:
         params["backend"] = ice_backend
     if iname == "ice" and params.get("backend", "auto") == "auto":
@@ -228,7 +230,10 @@ def plan_job(cfg: dict[str, Any], profile: pc.Profile, name: str, ice_backend: s
     except Exception:  # noqa: BLE001 - keys are optional; costs do not need the interpreter object
         interp = None
     selector = str(cfg["selector"]["name"])
-    sparams = dict(cfg["selector"].get("params") or {})
+    try:
+        selector_key: dict[str, Any] | None = SELECTORS.build(cfg["selector"]).key()
+    except Exception:  # noqa: BLE001 - as for the interpreter: costs do not need the selector object
+        selector_key = None
     ratios = ratios_from_percents(cfg["ratio"]["percents"])
     seed = int(cfg.get("seed", 0))
     alpha = float(cfg["metric"]["alpha"])
@@ -236,7 +241,7 @@ def plan_job(cfg: dict[str, Any], profile: pc.Profile, name: str, ice_backend: s
     oracle = KeyOracle(cfg)
     model_id = _frozen(cfg["model"])
     data_id = _frozen(cfg["dataset"])
-    icfg_id = _frozen({"name": iname, "params": params})
+    icfg_id = _frozen({"name": iname, **params})
     job = JobPlan(name)
     add = job.units.append
 
@@ -305,8 +310,8 @@ def plan_job(cfg: dict[str, Any], profile: pc.Profile, name: str, ice_backend: s
     )
     other_keys: list[str | None] = []
     for rho in ratios:
-        cspec = {"selector": selector, "params": sparams, "ratio": rho, "seed": seed, "features": ktrain}
-        ckey = spec_key(cspec) if ktrain is not None else None
+        cspec = {**(selector_key or {}), "ratio": rho, "seed": seed, "features": ktrain}
+        ckey = spec_key(cspec) if ktrain is not None and selector_key is not None else None
         cid = ("coreset", model_id, data_id, _frozen(cfg["selector"]), rho, seed)
         add(
             Unit(

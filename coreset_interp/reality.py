@@ -34,7 +34,7 @@ from torch import nn
 
 from coreset_interp.cache import spec_key
 from coreset_interp.interpreters import InterpretContext, Interpreter
-from coreset_interp.models import ModelAdapter, build_architecture, load_model, model_spec
+from coreset_interp.models import ModelAdapter, get_model
 
 log = logging.getLogger(__name__)
 
@@ -206,17 +206,17 @@ def cascade_model(
     Returns:
         (adapter in eval mode, its model spec for the activation cache, the stage labels re-initialised).
     """
-    mcfg = dict(cfg["model"])
-    model, _ = load_model(mcfg, ws.dataset, ws.cache, ws.device, progress=False)
+    trained = get_model(**cfg["model"])
+    model, info = trained.load(ws.dataset, ws.cache, ws.device, progress=False)
     every = cascade_stages(model)
     stages = every[:step]
     if step >= len(every):
         # Everything re-initialised from the null's seed is the null model: share its cached activations.
-        rcfg = {**mcfg, "weights": "random", "train": {**dict(mcfg["train"]), "seed": seed}}
-        null, _ = load_model(rcfg, ws.dataset, ws.cache, ws.device, progress=False)
-        return null, model_spec(rcfg, ws.dataset), [label for label, _ in every]
+        null_model = trained.with_weights("random", seed)
+        null, ninfo = null_model.load(ws.dataset, ws.cache, ws.device, progress=False)
+        return null, ninfo["spec"], [label for label, _ in every]
     prefixes = [p for _, ps in stages for p in ps]
-    fresh = build_architecture(str(mcfg["arch"]), ws.dataset.num_classes, str(mcfg["stem"]), seed)
+    fresh = trained.architecture(ws.dataset.num_classes, seed)
     state = model.model.state_dict()
     new = fresh.model.state_dict()
     for key in state:
@@ -225,7 +225,7 @@ def cascade_model(
     model.model.load_state_dict(state)
     model.eval()
     labels = [label for label, _ in stages]
-    mspec = {**model_spec(mcfg, ws.dataset), "cascade": {"reinit": labels, "seed": seed}}
+    mspec = {**info["spec"], "cascade": {"reinit": labels, "seed": seed}}
     return model, mspec, labels
 
 

@@ -167,6 +167,30 @@ class Registry(Generic[T]):
         return name in self._factories
 
 
+def constructor_fields(cls: type) -> list[str]:
+    """The fields an entry's ``params()`` reports: the keyword arguments of the nearest ``__init__`` in
+    ``cls``'s MRO that lists them explicitly (a subclass taking ``**kwargs`` to pass them on, e.g. a test
+    double, reports its parent's fields).
+
+    Args:
+        cls: a registered class or a subclass of one.
+
+    Returns:
+        The field names, in signature order.
+    """
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        if any(p.kind == p.VAR_KEYWORD for p in params):
+            continue
+        return [
+            p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"
+        ]
+    return []
+
+
 def split_node(node: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """Args:
         node: a group's config node (``name`` plus flat fields).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,48 @@ def job_info(cfg: DictConfig) -> dict[str, Any]:
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
+# ``<group>.params.<field>`` (optionally ``<source>@<group>.params.<field>``), the old shape of a group's
+# fields; ``+<group>.params...`` adds a key, which the group's registry rejects in one line itself.
+_OLD_OVERRIDE = re.compile(r"^(?P<source>[\w/]+@)?(?P<group>\w+)\.params\.(?P<field>[^=]+)=")
+
+
+def old_override_error(argv: list[str], conf_dir: str = CONF_DIR) -> str | None:
+    """The one-line error for an override of the old ``<group>.params.<field>`` shape, if any.
+
+    Checked before Hydra composes the config: Hydra's own error for such a key spans many lines.
+
+    Args:
+        argv: the command's arguments (without the program name).
+        conf_dir: the config folder, whose sub-folders are the config groups.
+
+    Returns:
+        ``error: ...`` naming the new path, or None when no argument has the old shape.
+    """
+    groups = {p.name for p in Path(conf_dir).iterdir() if p.is_dir() and p.name != "hydra"}
+    for arg in argv:
+        m = _OLD_OVERRIDE.match(arg)
+        if m and m.group("group") in groups:
+            old = arg.split("=", 1)[0]
+            new = f"{m.group('source') or ''}{m.group('group')}.{m.group('field')}"
+            return f"error: {old} is the old config shape; fields are flat now, use {new}=..."
+    return None
+
+
+def main() -> Any:
+    """The console script: rejects old-shape overrides in one line, then runs :func:`hydra_main`.
+
+    Returns:
+        What :func:`hydra_main` returns.
+    """
+    error = old_override_error(sys.argv[1:])
+    if error is not None:
+        print(error, file=sys.stderr)
+        sys.exit(2)
+    return hydra_main()
+
+
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="config")
-def main(cfg: DictConfig) -> dict[str, Any]:
+def hydra_main(cfg: DictConfig) -> dict[str, Any]:
     """Run one job; a failed single run exits with status 1 and a one-line error.
 
     Args:

@@ -1,4 +1,5 @@
-"""Experiment trackers (the ``logger`` config group) and the job's own files on disk.
+"""The job's own files on disk: ``result.json`` and ``metrics.jsonl`` (the trackers, the ``logger`` group,
+are :mod:`coreset_interp.trackers`).
 
 Whatever the tracker, every job writes ``result.json`` (at start with status ``running``, at the end with
 ``completed`` or ``failed``) and appends one line per finished rho to ``metrics.jsonl``, so nothing is lost
@@ -8,290 +9,13 @@ when a job dies.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import threading
-import warnings
-from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from coreset_interp.registry import Registry
-
-log = logging.getLogger(__name__)
-
-
-class Tracker(ABC):
-    """One experiment-tracking run per job."""
-
-    @abstractmethod
-    def start(self, config: dict[str, Any], job: dict[str, Any]) -> None:
-        """Args:
-        config: the resolved job config.
-        job: ``name``, ``group``, ``dir``, ``tags``, ``job_type``.
-        """
-
-    @abstractmethod
-    def log_ratio(self, entry: dict[str, Any]) -> None:
-        """Args:
-        entry: one rho's results.
-        """
-
-    @abstractmethod
-    def finish(self, result: dict[str, Any], images: dict[str, Path] | None = None) -> None:
-        """Close the run with the job's summary.
-
-        Args:
-            result: the job's result (``status``, ``table1``, ...).
-            images: figures to attach, by name.
-        """
-
-
-TRACKERS: Registry[Tracker] = Registry("logger")
-
-
-@TRACKERS.register("none")
-class NoTracker(Tracker):
-    """Logs nothing beyond the job's own files."""
-
-    def start(self, config: dict[str, Any], job: dict[str, Any]) -> None:  # noqa: D102
-        return None
-
-    def log_ratio(self, entry: dict[str, Any]) -> None:  # noqa: D102
-        return None
-
-    def finish(self, result: dict[str, Any], images: dict[str, Path] | None = None) -> None:  # noqa: D102
-        return None
-
-
-def _scalars(entry: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    out: dict[str, float] = {}
-    for key, value in entry.items():
-        if isinstance(value, bool) or value is None:
-            continue
-        if isinstance(value, int | float):
-            out[prefix + key] = float(value)
-        elif isinstance(value, dict) and key != "angular_distance_per_class":
-            out.update(_scalars(value, f"{prefix}{key}/"))
-    return out
-
-
-class TrackerFallbackWarning(UserWarning):
-    """The tracker could not start or finish as asked and fell back (offline, or no tracker)."""
-
-
-WANDB_MODES = ("online", "offline", "disabled")
-
-
-@TRACKERS.register("wandb")
-class WandbTracker(Tracker):
-    """Weights & Biases, one run per job (offline by default).
-
-    A run that cannot start online (server unreachable, no API key) falls back to offline, one that cannot
-    start at all to no tracker, each with one :class:`TrackerFallbackWarning`: the logger never fails a job.
-
-    Args:
-        mode: ``offline``, ``online`` or ``disabled`` (the YAML reads ``WANDB_MODE``).
-        project: W&B project.
-        entity: W&B entity (None = the default).
-        init_timeout: seconds ``wandb.init`` may take before the run falls back.
-        finish_timeout: seconds ``finish`` may spend uploading (0 = until done); what is left stays on disk
-            for ``wandb sync``.
-    """
-
-    def __init__(
-        self,
-        mode: str = "offline",
-        project: str = "coreset_interp",
-        entity: str | None = None,
-        init_timeout: float = 90.0,
-        finish_timeout: float = 0.0,
-    ):
-        self.mode = mode
-        self.project = project
-        self.entity = entity
-        self.init_timeout = float(init_timeout)
-        self.finish_timeout = float(finish_timeout)
-        self.run: Any = None
-        #: What fell back and why (one line each), for the job's result.json.
-        self.warnings: list[str] = []
-
-    def _fallback(self, msg: str) -> None:
-        self.warnings.append(msg)
-        warnings.warn(msg, TrackerFallbackWarning, stacklevel=3)
-
-    def start(self, config: dict[str, Any], job: dict[str, Any]) -> None:
-        """Open the run: group = sweep/experiment, job_type = interpreter, tags = chosen options.
-
-        Args:
-            config: the resolved job config.
-            job: ``name``, ``group``, ``dir``, ``tags``, ``job_type``.
-        """
-        import wandb
-
-        os.environ.setdefault("WANDB_SILENT", "true")
-        mode = str(self.mode)
-        valid = ", ".join(WANDB_MODES)
-        if mode not in WANDB_MODES:
-            self._fallback(
-                f"W&B mode {mode!r} (logger.mode / WANDB_MODE) is not one of {valid}: logging offline"
-            )
-            mode = "offline"
-        kwargs = {
-            "project": self.project,
-            "entity": self.entity,
-            "group": job.get("group"),
-            "job_type": job.get("job_type"),
-            "name": job.get("name"),
-            "tags": [str(t)[:64] for t in job.get("tags", [])],
-            "config": config,
-            "dir": str(job["dir"]),
-            # A second job in the same process (joblib, tests) must get a run of its own.
-            "reinit": "finish_previous",
-        }
-        settings = {"init_timeout": self.init_timeout, "finish_timeout": self.finish_timeout}
-        try:
-            self.run = wandb.init(mode=mode, settings=wandb.Settings(**settings), **kwargs)
-        except Exception as err:  # noqa: BLE001 - a logger must never cost the job
-            cause = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            if mode == "online":
-                self._fallback(
-                    f"W&B online run could not start ({type(err).__name__}: {cause}): logging offline "
-                    f"instead (valid modes: {valid}; upload later with `wandb sync`)"
-                )
-                try:
-                    self.run = wandb.init(mode="offline", settings=wandb.Settings(**settings), **kwargs)
-                except Exception as err2:  # noqa: BLE001
-                    self._fallback(
-                        f"W&B offline run could not start either ({type(err2).__name__}: {err2}): no tracker"
-                    )
-                    self.run = None
-            else:
-                self._fallback(
-                    f"W&B {mode} run could not start ({type(err).__name__}: {cause}): no tracker for this "
-                    f"job (valid modes: {valid}); its result.json and metrics.jsonl are written as usual"
-                )
-                self.run = None
-        if self.run is not None:
-            self.run.define_metric("percent")
-            self.run.define_metric("coreset/*", step_metric="percent")
-
-    def log_ratio(self, entry: dict[str, Any]) -> None:
-        """Args:
-        entry: one rho's results, logged against x = rho in percent.
-        """
-        if self.run is None:
-            return
-        data = {f"coreset/{k}": v for k, v in _scalars(entry).items() if k not in ("percent",)}
-        data["percent"] = entry["percent"]
-        self.run.log(data)
-
-    def finish(self, result: dict[str, Any], images: dict[str, Path] | None = None) -> None:
-        """Write the summary (the job's Table 1 entry, full-data numbers) and finish the run.
-
-        Args:
-            result: the job's result.
-            images: figures to attach.
-        """
-        if self.run is None:
-            return
-        import wandb
-
-        try:
-            summary = {"status": result.get("status")}
-            for key in ("table1", "full"):
-                if isinstance(result.get(key), dict):
-                    summary.update(_scalars(result[key], f"{key}/"))
-            if result.get("model_accuracy") is not None:
-                summary["model_accuracy"] = result["model_accuracy"]
-            if result.get("error"):
-                summary["error"] = str(result["error"])[:500]
-            self.run.summary.update(summary)
-            if images:
-                self.run.log(
-                    {name: wandb.Image(str(path)) for name, path in images.items() if Path(path).is_file()}
-                )
-        finally:
-            try:
-                self.run.finish(exit_code=0 if result.get("status") == "completed" else 1)
-            except Exception as err:  # noqa: BLE001 - the job's own files are already written
-                self._fallback(
-                    f"W&B run could not finish ({type(err).__name__}: {str(err)[:200]}); the job's files are "
-                    "written; what was logged stays in the run folder for `wandb sync`"
-                )
-            self.run = None
-
-    def upload_report(
-        self,
-        *,
-        group: str,
-        name: str,
-        table: tuple[list[str], list[list[Any]]],
-        images: dict[str, Path],
-        config: dict[str, Any],
-        folder: Path,
-    ) -> Path:
-        """Log a sweep's report as one run of the sweep's group (``job_type`` ``report``): its table as a
-        ``wandb.Table`` named ``table1`` and its figures under ``figures/<stem>``.
-
-        Args:
-            group: the sweep's W&B group (the jobs' runs share it).
-            name: the run's name.
-            table: (columns, rows) of the table.
-            images: figure name -> PNG.
-            config: the run's config.
-            folder: where the run's files go (``<folder>/wandb``).
-
-        Returns:
-            The run's local folder (for ``wandb sync`` when offline).
-        """
-        import wandb
-
-        os.environ.setdefault("WANDB_SILENT", "true")
-        columns, rows = table
-        wtable = wandb.Table(columns=columns)
-        for row in rows:
-            wtable.add_data(*row)
-        run = wandb.init(
-            mode=self.mode,
-            project=self.project,
-            entity=self.entity,
-            group=group,
-            job_type="report",
-            name=name,
-            tags=["report"],
-            dir=str(folder),
-            config=config,
-            reinit="finish_previous",
-        )
-        try:
-            data: dict[str, Any] = {"table1": wtable}
-            data.update({f"figures/{Path(n).stem}": wandb.Image(str(p)) for n, p in images.items()})
-            run.log(data)
-            return Path(run.dir).parent
-        finally:
-            run.finish()
-
-
-def make_tracker(cfg: dict[str, Any]) -> Tracker:
-    """Args:
-        cfg: the resolved ``logger`` config (``name`` plus parameters).
-
-    Returns:
-        The tracker.
-    """
-    params = {k: v for k, v in cfg.items() if k != "name"}
-    return TRACKERS.get(str(cfg["name"]), **params)
-
-
-def list_loggers() -> list[str]:
-    """Returns:
-    The registered logger names.
-    """
-    return TRACKERS.names()
 
 
 class JobFiles:
@@ -339,6 +63,12 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 
 
 def finite_json(obj: Any) -> Any:
+    """Args:
+        obj: JSON-like data, possibly with NaN/inf floats and numpy scalars.
+
+    Returns:
+        The same data with NaN/inf as None, numpy scalars as Python ones and keys as strings.
+    """
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):

@@ -42,9 +42,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from coreset_interp.cache import ArtifactCache  # noqa: E402
+from coreset_interp.models import build_architecture  # noqa: E402
 from coreset_interp.models.extraction import ExtractSettings, ensure_store  # noqa: E402
 from coreset_interp.models.loader import compute_precision, make_loader, pass_mode, to_device  # noqa: E402
-from coreset_interp.models.zoo import build_architecture  # noqa: E402
 
 FASHION = Path(os.environ.get("FASHION_MNIST_ROOT", "/usr/share/datasets/fashion-mnist"))
 MODELS = (("resnet18", 64, 256), ("resnet50", 224, 48))

@@ -98,7 +98,7 @@ def time_fits(
         Per interpreter: ``prepare_seconds``, ``fit_seconds`` {percent: median}, ``all`` {percent: list}.
     """
     from coreset_interp.cache import ArtifactCache
-    from coreset_interp.interpreters import get_interpreter
+    from coreset_interp.interpreters import INTERPRETERS
     from coreset_interp.pipeline import build_workspace
     from coreset_interp.selectors import get_selector
 
@@ -107,7 +107,7 @@ def time_fits(
         cfg = compose([f"interpreter={name}", "logger=none", "progress=false", f"cache_dir={cache_dir}"])
         ws = build_workspace(cfg, ArtifactCache(cache_dir))
         ctx = ws.context(cfg)
-        interp = get_interpreter(name, **dict(cfg["interpreter"].get("params") or {}))
+        interp = INTERPRETERS.build(cfg["interpreter"])
         start = time.perf_counter()
         interp.prepare(ctx)
         prepare_seconds = time.perf_counter() - start

@@ -7,18 +7,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 
-from coreset_interp.cache import ArtifactCache
-from coreset_interp.data import build_dataset, list_datasets
-from coreset_interp.data.digits import DigitsDataset
+from coreset_interp.data import get_dataset, list_datasets
 from coreset_interp.interpreters import get_interpreter, list_interpreters
-from coreset_interp.models import list_models, load_model
+from coreset_interp.models import get_model, list_models
 from coreset_interp.selectors import get_selector, list_selectors
-from coreset_interp.tracking import list_loggers, make_tracker
+from coreset_interp.trackers import get_logger, list_loggers
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -48,10 +45,8 @@ def test_registry_names_are_the_yaml_names(group: str) -> None:
     assert registered == set(yamls)
     for stem in yamls:
         body = yaml.safe_load((CONF / group / f"{stem}.yaml").read_text()) or {}
-        # The YAML's `name` is what the runner looks up; the model group looks up `arch`.
-        for key in ("name", "arch"):
-            if key in body:
-                assert body[key] in registered, f"conf/{group}/{stem}.yaml: {key}={body[key]!r}"
+        # The YAML's `name` is what the runner looks up (no second key such as the old model `arch`).
+        assert "arch" not in body
         assert body.get("name", stem) == stem
 
 
@@ -100,21 +95,18 @@ def test_cache_dir_is_a_top_level_override(make_config, tmp_path: Path) -> None:
     assert make_config([f"cache_dir={tmp_path}"])["cache_dir"] == str(tmp_path)
 
 
-def test_unknown_names_list_the_choices(tmp_path: Path) -> None:
+def test_unknown_names_list_the_choices() -> None:
     with pytest.raises(ValueError, match=r"unknown selector 'nope'; choose one of: .*moderate.*random"):
         get_selector("nope")
     with pytest.raises(ValueError, match=r"unknown interpreter 'nope'; choose one of: .*ice"):
         get_interpreter("nope")
     datasets = "digits, fashion_mnist, imagefolder, imagenet"
     with pytest.raises(ValueError, match=rf"unknown dataset 'nope'; choose one of: {datasets}"):
-        build_dataset({"name": "nope"})
+        get_dataset("nope")
     with pytest.raises(ValueError, match=r"unknown logger 'nope'; choose one of: none, wandb"):
-        make_tracker({"name": "nope"})
-    cfg = {"arch": "nope", "weights": "random", "stem": "small", "train": {"seed": 0}}
-    with pytest.raises(
-        ValueError, match=r"unknown model arch 'nope'; choose one of: resnet18, resnet50, vgg19$"
-    ):
-        load_model(cfg, DigitsDataset(), ArtifactCache(tmp_path), torch.device("cpu"))
+        get_logger("nope")
+    with pytest.raises(ValueError, match=r"unknown model 'nope'; choose one of: resnet18, resnet50, vgg19$"):
+        get_model("nope", weights="random", stem="small")
 
 
 def test_unknown_yaml_choice_is_a_hydra_error() -> None:
@@ -123,3 +115,20 @@ def test_unknown_yaml_choice_is_a_hydra_error() -> None:
         pytest.raises(MissingConfigException, match="selector/nope"),
     ):
         compose(config_name="config", overrides=["selector=nope"])
+
+
+def test_dataset_presets_state_only_what_other_groups_read() -> None:
+    # conf/dataset_defaults/<dataset>.yaml is the one place a dataset states its model's default weights,
+    # stem and training budget and its activation dtype: one preset per dataset, no other keys.
+    from coreset_interp.models.train import TRAIN_FIELDS
+
+    presets = _yaml_names("dataset_defaults")
+    assert presets == _yaml_names("dataset")
+    for stem in presets:
+        body = yaml.safe_load((CONF / "dataset_defaults" / f"{stem}.yaml").read_text())
+        assert set(body) <= {"weights", "stem", "activation_dtype", "train"}, stem
+        assert set(body.get("train") or {}) <= set(TRAIN_FIELDS), stem
+    for stem in _yaml_names("dataset"):
+        body = yaml.safe_load((CONF / "dataset" / f"{stem}.yaml").read_text())
+        assert not {"model_weights", "stem", "activation_dtype"} & set(body), stem
+        assert not [k for k in body if k.startswith("train_") and k != "train_dir"], stem

@@ -103,6 +103,38 @@ def test_unresolvable_config_still_writes_result_json(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_old_params_override_is_a_one_line_error_naming_the_new_path(tmp_path: Path) -> None:
+    # Checked before Hydra composes the config: Hydra's own error for the unknown key spans many lines.
+    for old, new in (
+        ("selector.params.k=10", "selector.k"),
+        ("interpreter.params.n_components=5", "interpreter.n_components"),
+        ("model@selector.params.source_model=vgg19", "model@selector.source_model"),
+    ):
+        proc = _run(["selector=dgpruning", old], tmp_path)
+        assert proc.returncode != 0
+        lines = proc.stderr.strip().splitlines()
+        assert lines == [
+            f"error: {old.split('=')[0]} is the old config shape; fields are flat now, use {new}=..."
+        ]
+    # Added with `+`, the old block reaches the selector registry, which names the new path in one line.
+    run_dir = tmp_path / "run"
+    proc = _run(
+        ["logger=none", "selector=dgpruning", "+selector.params.k=10", f"hydra.run.dir={run_dir}"], tmp_path
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert (
+        "selector.params is the old config shape" in errors[0]
+        and "selector.params.k -> selector.k" in errors[0]
+    )
+    # The new path works: the composed job carries the flat field.
+    proc = _run(["--cfg", "job", "selector=dgpruning", "selector.k=10"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "k: 10" in proc.stdout
+
+
+@pytest.mark.slow
 def test_unknown_selector_is_hydras_clear_error(tmp_path: Path) -> None:
     proc = _run(["selector=nope", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
     assert proc.returncode != 0

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from coreset_interp.tracking import TrackerFallbackWarning, WandbTracker
+from coreset_interp.trackers import TrackerFallbackWarning
+from coreset_interp.trackers.wandb import WandbTracker
 
 VALID = "online, offline, disabled"
 
@@ -78,7 +79,7 @@ def test_online_against_a_closed_port_completes_the_job_offline(
     job = tmp_path / "job"
     proc = subprocess.run(
         [sys.executable, "-m", "coreset_interp.run", "logger=wandb", "logger.init_timeout=3",
-         "progress=false", "interpreter.params.n_components=3", "interpreter.params.max_iter=30",
+         "progress=false", "interpreter.n_components=3", "interpreter.max_iter=30",
          "ratio.percents=[10]",
          "metric.null_reference=false", "selector=random", f"cache_dir={session_cache_dir}",
          f"hydra.run.dir={job}"],

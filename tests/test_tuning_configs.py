@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from coreset_interp.interpreters import get_interpreter, list_interpreters
+from coreset_interp.interpreters import INTERPRETERS, list_interpreters
 from coreset_interp.interpreters.topic import Topic
 from tests.conftest import compose_config
 
@@ -23,14 +23,14 @@ IMAGENET_TRAIN = 1_281_167
 
 def _interpreter(overrides: list[str]):
     icfg = compose_config(overrides)["interpreter"]
-    return icfg, get_interpreter(str(icfg["name"]), **dict(icfg["params"]))
+    return icfg, INTERPRETERS.build(icfg)
 
 
 def test_paper_on_imagenet_runs_vebi_with_the_ports_mu() -> None:
     """Protects ImageNet's VEBI L1 budget: the author's port used mu = 0.001 on ImageNet; the first
     version ran ImageNet with the digits-tuned 50."""
     icfg, vebi = _interpreter(["experiment=paper", "dataset=imagenet", "interpreter=vebi"])
-    assert icfg["params"]["mu"] == 0.001 and vebi.mu == 0.001
+    assert icfg["mu"] == 0.001 and vebi.mu == 0.001
     # The same with the dataset from the preset alone.
     assert _interpreter(["experiment=paper", "interpreter=vebi"])[1].mu == 0.001
 
@@ -41,13 +41,13 @@ def test_paper_on_imagenet_topic_reads_the_full_data() -> None:
     one epoch, less than a 5 % coreset. 100 concepts for 1000 classes, not the digits' 10."""
     icfg, topic = _interpreter(["experiment=paper", "dataset=imagenet", "interpreter=topic"])
     assert isinstance(topic, Topic)
-    assert icfg["params"]["budget"] == "full_epochs" and topic.epochs_of_full == 2 and topic.m == 100
+    assert icfg["budget"] == "full_epochs" and topic.epochs_of_full == 2 and topic.m == 100
     steps = {
         rho: topic.step_count(math.ceil(rho * IMAGENET_TRAIN), IMAGENET_TRAIN) for rho in (0.05, 0.5, 1.0)
     }
     assert len(set(steps.values())) == 1
     assert steps[1.0] == math.ceil(2 * IMAGENET_TRAIN / 128) and steps[1.0] * 128 >= IMAGENET_TRAIN
-    assert topic.params()["epochs_of_full"] == 2.0
+    assert topic.fit_params()["epochs_of_full"] == 2.0
 
 
 def test_embedded_default_keeps_its_values() -> None:
@@ -57,7 +57,7 @@ def test_embedded_default_keeps_its_values() -> None:
         _, topic = _interpreter([*extra, "interpreter=topic"])
         assert topic.budget == "steps" and topic.step_count(10, 1437) == topic.step_count(1437, 1437) == 230
         # Only a data-relative budget carries epochs_of_full in its cache key.
-        assert "epochs_of_full" not in topic.params()
+        assert "epochs_of_full" not in topic.fit_params()
         assert _interpreter([*extra, "interpreter=vebi"])[1].mu == 50.0
 
 
@@ -100,4 +100,4 @@ def test_cfg_job_shows_imagenet_vebi_mu() -> None:
         check=True,
         timeout=120,
     ).stdout
-    assert yaml.safe_load(out)["interpreter"]["params"]["mu"] == 0.001
+    assert yaml.safe_load(out)["interpreter"]["mu"] == 0.001

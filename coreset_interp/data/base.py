@@ -1,4 +1,11 @@
-"""The dataset interface: two labelled image splits and what identifies them for the cache."""
+"""The dataset group: the :class:`ImageDataset` interface (two labelled image splits and what identifies
+them for the cache), its registry and the group's verbs.
+
+One module per ``conf/dataset/<name>.yaml`` (``digits.py``, ...) registers its class with
+``@DATASETS.register`` under the module's name; the YAML holds only that constructor's fields. What a model
+on the data defaults to (weights, stem, training budget) and the activation store's dtype are the
+dataset's preset ``conf/dataset_defaults/<name>.yaml``, which the model group and ``activation_dtype`` read.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,8 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
+from coreset_interp.registry import Registry
+
 SPLITS = ("train", "val")
 
 
@@ -15,7 +24,8 @@ class ImageDataset(ABC):
     """A labelled image dataset with a ``train`` split (interpretation is learned there) and a ``val``
     split (evaluation happens there).
 
-    Subclasses set ``name``, ``num_classes`` and ``class_names``.
+    Subclasses set ``num_classes`` and ``class_names``; ``name`` is set by ``@DATASETS.register`` (the
+    module's name).
     """
 
     name: str
@@ -68,3 +78,27 @@ class ImageDataset(ABC):
         """
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+
+
+DATASETS: Registry[ImageDataset] = Registry("dataset")
+
+
+def get_dataset(name: str, **fields: Any) -> ImageDataset:
+    """Args:
+        name: a registered dataset (a ``conf/dataset/`` YAML name).
+        **fields: the YAML's other fields (the dataset class's constructor arguments).
+
+    Returns:
+        The dataset.
+
+    Raises:
+        RegistryError: for an unknown name or field (one line, valid ones listed).
+    """
+    return DATASETS.get(name, **fields)
+
+
+def list_datasets() -> list[str]:
+    """Returns:
+    The registered dataset names (= YAML names in ``conf/dataset/``).
+    """
+    return DATASETS.names()

@@ -11,9 +11,10 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset, TensorDataset
 
-from coreset_interp.data.base import ImageDataset
+from coreset_interp.data.base import DATASETS, ImageDataset
 
 
+@DATASETS.register
 class DigitsDataset(ImageDataset):
     """1797 8x8 grey digits, split 80/20 stratified and seeded, upsampled to ``image_size`` with bilinear
     interpolation, repeated to 3 channels and normalised with the train split's mean and std.
@@ -23,8 +24,6 @@ class DigitsDataset(ImageDataset):
         val_fraction: share of each class held out as ``val``.
         split_seed: seed of the stratified split.
     """
-
-    name = "digits"
 
     def __init__(self, image_size: int = 32, val_fraction: float = 0.2, split_seed: int = 0) -> None:
         if image_size < 8:

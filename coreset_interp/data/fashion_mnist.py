@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from coreset_interp.data.base import ImageDataset
+from coreset_interp.data.base import DATASETS, ImageDataset
 from coreset_interp.data.classes import cap_per_class, choose_classes
 
 #: Where Debian's ``dataset-fashion-mnist`` package installs the files.
@@ -114,6 +114,7 @@ class _PreparedSplit(Dataset):
         return x, int(self.labels[i])
 
 
+@DATASETS.register
 class FashionMNISTDataset(ImageDataset):
     """Fashion-MNIST's train (60k) and test (10k, used as ``val``) splits, upsampled to ``image_size``
     with bilinear interpolation, repeated to 3 channels and normalised with the train split's pixel mean
@@ -128,8 +129,6 @@ class FashionMNISTDataset(ImageDataset):
             ``classes_seed``), or None for all ten.
         classes_seed: seed of a random choice of k classes; None = the first k.
     """
-
-    name = "fashion_mnist"
 
     def __init__(
         self,

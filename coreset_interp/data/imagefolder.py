@@ -10,7 +10,7 @@ import numpy as np
 from torch.utils.data import Dataset
 from torchvision import transforms
 
-from coreset_interp.data.base import ImageDataset
+from coreset_interp.data.base import DATASETS, ImageDataset
 from coreset_interp.data.classes import cap_per_class, choose_classes
 from coreset_interp.data.files import (
     BAD_IMAGE_POLICIES,
@@ -31,6 +31,7 @@ def _names(items: list[str], limit: int = 5) -> str:
     return ", ".join(items[:limit]) + more
 
 
+@DATASETS.register
 class ImageFolderDataset(ImageDataset):
     """``<root>/<train_dir>/<class>/*`` and ``<root>/<val_dir>/<class>/*``, with torchvision's evaluation
     transform (resize, centre crop, normalise). Class indices are the train class folders in sorted
@@ -54,7 +55,6 @@ class ImageFolderDataset(ImageDataset):
         on_bad_image: ``error`` (a file that fails to decode stops the job with its path), ``check``
             (also a cheap scan of every file before any work: empty, truncated or unreadable headers stop
             the job, listing them), ``skip`` (the cheap scan's failures are left out and counted).
-        name: dataset name for logs and cache keys.
     """
 
     def __init__(
@@ -69,21 +69,21 @@ class ImageFolderDataset(ImageDataset):
         classes: Any = None,
         classes_seed: int | None = None,
         on_bad_image: str = "error",
-        name: str = "imagefolder",
     ) -> None:
-        self.name = name
         self.root = Path(os.path.expanduser(str(root)))
         self.dirs = {"train": train_dir, "val": val_dir}
         self.image_size = int(image_size)
         self.resize = int(resize)
         self.caps = {"train": max_per_class_train, "val": max_per_class_val}
         if on_bad_image not in BAD_IMAGE_POLICIES:
-            raise ValueError(f"{name}: on_bad_image={on_bad_image!r}; choose one of {BAD_IMAGE_POLICIES}")
+            raise ValueError(
+                f"{self.name}: on_bad_image={on_bad_image!r}; choose one of {BAD_IMAGE_POLICIES}"
+            )
         self.on_bad_image = on_bad_image
         for split, sub in self.dirs.items():
             if not (self.root / sub).is_dir():
                 raise FileNotFoundError(
-                    f"{name}: no {split} folder at {self.root / sub}; set dataset.root (or the env var "
+                    f"{self.name}: no {split} folder at {self.root / sub}; set dataset.root (or the env var "
                     "named in conf/dataset/) to a folder in ImageFolder layout"
                 )
         self._transform = transforms.Compose(
@@ -102,7 +102,7 @@ class ImageFolderDataset(ImageDataset):
         if strangers:
             raise ValueError(self._strangers_message("train", strangers))
         folders = [index[d] for d in train_dirs]
-        self._class_ids = choose_classes(classes, self.keys, classes_seed, name, candidates=folders)
+        self._class_ids = choose_classes(classes, self.keys, classes_seed, self.name, candidates=folders)
         samples = {"train": self._folder_samples("train", train_files, index)}
         samples["val"] = self._val_samples(index)
         self.skipped: dict[str, list[str]] = {"train": [], "val": []}

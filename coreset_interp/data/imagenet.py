@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from coreset_interp.data.base import DATASETS
 from coreset_interp.data.files import FileEntry, scan_tree
 from coreset_interp.data.imagefolder import ImageFolderDataset, _names
 
@@ -139,6 +140,7 @@ def _devkit_files(path: Path) -> tuple[bytes, str]:
     return found[DEVKIT_META], found[DEVKIT_GROUND_TRUTH].decode()
 
 
+@DATASETS.register
 class ImageNetDataset(ImageFolderDataset):
     """ImageNet-1k: ``<root>/<train_dir>/<wnid>/*.JPEG``; ``<root>/<val_dir>/`` in wnid folders or flat
     with ``val_labels``. Labels are torchvision's 1000-way indices (the wnids in sorted order), also for
@@ -148,13 +150,37 @@ class ImageNetDataset(ImageFolderDataset):
         root: dataset folder.
         val_labels: labels of a flat val folder (:func:`read_val_labels`); a relative path is taken
             relative to ``root``; ignored when val is in wnid folders.
-        **params: the :class:`ImageFolderDataset` parameters.
+        train_dir, val_dir, image_size, resize, max_per_class_train, max_per_class_val, classes,
+            classes_seed, on_bad_image: as :class:`ImageFolderDataset`.
     """
 
-    def __init__(self, root: str, val_labels: str | None = None, **params: Any) -> None:
+    def __init__(
+        self,
+        root: str,
+        val_labels: str | None = None,
+        train_dir: str = "train",
+        val_dir: str = "val",
+        image_size: int = 224,
+        resize: int = 256,
+        max_per_class_train: int | None = None,
+        max_per_class_val: int | None = None,
+        classes: Any = None,
+        classes_seed: int | None = None,
+        on_bad_image: str = "error",
+    ) -> None:
         self.val_labels = val_labels
-        params.setdefault("name", "imagenet")
-        super().__init__(root, **params)
+        super().__init__(
+            root,
+            train_dir=train_dir,
+            val_dir=val_dir,
+            image_size=image_size,
+            resize=resize,
+            max_per_class_train=max_per_class_train,
+            max_per_class_val=max_per_class_val,
+            classes=classes,
+            classes_seed=classes_seed,
+            on_bad_image=on_bad_image,
+        )
 
     def _class_index(self, train_dirs: list[str]) -> tuple[list[str], list[str]]:
         wnids, names = imagenet_classes()

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 
-from coreset_interp.cache import ArtifactCache
-from coreset_interp.data import ImageDataset
-from coreset_interp.models.activations import ActivationStore
-from coreset_interp.models.adapter import ModelAdapter
+from coreset_interp.registry import Registry, constructor_fields
+
+if TYPE_CHECKING:
+    # Annotations only: a method's code hash (method_versions) then does not follow these packages.
+    from coreset_interp.cache import ArtifactCache
+    from coreset_interp.data import ImageDataset
+    from coreset_interp.models.activations import ActivationStore
+    from coreset_interp.models.adapter import ModelAdapter
 
 
 @dataclass
@@ -86,23 +90,51 @@ class FigureHook:
 class Interpreter(ABC):
     """One interpretation method. Subclasses implement ``fit``, ``maps`` and ``evaluate``.
 
-    A fit (the relevant features R) must be picklable: it is cached per (interpreter, params, coreset).
+    A fit (the relevant features R) must be picklable: it is cached per (interpreter, version, fit
+    parameters, coreset). Subclasses register with ``@INTERPRETERS.register`` (which sets :attr:`name` to
+    the module's name); their constructor takes explicit keyword arguments (the YAML's flat fields), each
+    kept as an attribute of the same name so that :meth:`params` can report it.
     """
 
-    name: str = ""
+    #: Registry name, equal to the YAML file name in ``conf/interpreter/`` (set by the registry).
+    name: ClassVar[str] = ""
+    #: Bump when the fit or the evaluation changes: it is part of every fit's and evaluation's cache key
+    #: (``tests/test_method_versions.py`` notices a code change without a bump).
+    version: ClassVar[int] = 1
     #: True when the maps of a fit depend on the fit it is compared with (VEBI's top-N rule).
-    paired: bool = False
+    paired: ClassVar[bool] = False
+    #: Fields that change only :meth:`evaluate`'s numbers, not the fit (left out of fit keys).
+    evaluation_only: ClassVar[frozenset[str]] = frozenset()
+    #: Fields that change neither the fit nor the evaluation, only speed or memory (left out of all keys).
+    speed_only: ClassVar[frozenset[str]] = frozenset()
     #: What the figures draw for this method beyond the generic curves (none by default).
-    figure_hook: FigureHook = FigureHook()
-
-    def __init__(self, **params: Any) -> None:
-        self._params = dict(params)
+    figure_hook: ClassVar[FigureHook] = FigureHook()
 
     def params(self) -> dict[str, Any]:
-        """Returns:
-        The hyperparameters (part of every fit's cache key).
+        """Every constructor field with its value, defaults included.
+
+        Returns:
+            A JSON-serialisable dict, field -> value.
         """
-        return dict(self._params)
+        return {f: getattr(self, f) for f in constructor_fields(type(self))}
+
+    def fit_params(self) -> dict[str, Any]:
+        """The parameters a fit depends on (part of every fit's cache key).
+
+        Returns:
+            :meth:`params` without the evaluation-only and speed-only fields.
+        """
+        drop = self.evaluation_only | self.speed_only
+        return {k: v for k, v in self.params().items() if k not in drop}
+
+    def evaluation_params(self) -> dict[str, Any]:
+        """The parameters an evaluation of a fit depends on (part of the val-side cache keys).
+
+        Returns:
+            :meth:`fit_params` plus the evaluation-only fields.
+        """
+        params = self.params()
+        return {**self.fit_params(), **{k: params[k] for k in sorted(self.evaluation_only)}}
 
     def store_parts(self, split: str) -> frozenset[str]:
         """What the method reads from a split's activation store besides g, labels and preds, so that
@@ -277,3 +309,6 @@ class Interpreter(ABC):
             JSON-serialisable comparisons for result.json (default: none).
         """
         return {}
+
+
+INTERPRETERS: Registry[Interpreter] = Registry[Interpreter]("interpreter")

@@ -40,7 +40,7 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 from coreset_interp.cache import spec_key
-from coreset_interp.interpreters.base import FigureHook, InterpretContext, Interpreter
+from coreset_interp.interpreters.base import INTERPRETERS, FigureHook, InterpretContext, Interpreter
 from coreset_interp.linalg.nmf import fit_nmf, resolve_dtype
 from coreset_interp.parallel import parallel_map
 
@@ -83,6 +83,7 @@ class ICEFit:
         return self.nmfs[-1] if self.scope == "global" else self.nmfs[int(c)]
 
 
+@INTERPRETERS.register
 class ICE(Interpreter):
     """ICE with a per-class NMF (torch or scikit-learn).
 
@@ -100,7 +101,8 @@ class ICE(Interpreter):
         dtype: floating type of the torch backend (``float32`` or ``float64``).
     """
 
-    name = "ice"
+    # The label-free accuracy's candidate classes change the evaluation only, not the NMFs.
+    evaluation_only = frozenset({"candidates"})
     # A reconstruction is judged against the model's predictions: the intact model is Fig. 2's reference.
     figure_hook = FigureHook(intact_reference=True)
 
@@ -113,7 +115,7 @@ class ICE(Interpreter):
         candidates: int | str = 5,
         backend: str = "auto",
         dtype: str = "float32",
-    ):
+    ) -> None:
         if n_components < 1:
             raise ValueError(f"ice n_components must be >= 1, got {n_components}")
         if scope not in ("class", "global"):
@@ -125,15 +127,6 @@ class ICE(Interpreter):
         if backend not in (*BACKENDS, "auto"):
             raise ValueError(f"ice backend must be one of {(*BACKENDS, 'auto')}, got {backend!r}")
         resolve_dtype(dtype)
-        params: dict[str, Any] = dict(
-            n_components=int(n_components),
-            scope=scope,
-            max_iter=int(max_iter),
-            tol=float(tol),
-            candidates=candidates,
-        )
-        super().__init__(**params)
-        self._base_params = dict(params)
         self.candidates = candidates
         self.n_components = int(n_components)
         self.scope = scope
@@ -141,16 +134,18 @@ class ICE(Interpreter):
         self.tol = float(tol)
         self.dtype = dtype
         self.backend = backend
-        self._set_backend(backend)
 
-    def _set_backend(self, backend: str) -> None:
-        self.backend = backend
-        params = dict(self._base_params)
-        if backend != "sklearn":
-            # The sklearn backend keeps the first version's fit parameters (one key per NMF problem); an
-            # unresolved ``auto`` keys as itself, so it never shares a key with either backend.
-            params.update(backend=backend, dtype=self.dtype)
-        self._params = params
+    def fit_params(self) -> dict[str, Any]:
+        """Returns:
+        The NMF's parameters; the sklearn backend keys without ``backend`` and ``dtype`` (the first
+        version's fit parameters; ``dtype`` is the torch backend's), an unresolved ``auto`` keys as
+        itself so that it never shares a key with either backend.
+        """
+        params = super().fit_params()
+        if self.backend == "sklearn":
+            params.pop("backend")
+            params.pop("dtype")
+        return params
 
     def bind(self, device: torch.device) -> None:
         """Resolve ``backend: auto`` for the job's device (torch on CUDA, scikit-learn otherwise).
@@ -159,7 +154,7 @@ class ICE(Interpreter):
             device: the job's torch device.
         """
         if self.backend == "auto":
-            self._set_backend("torch" if torch.device(device).type == "cuda" else "sklearn")
+            self.backend = "torch" if torch.device(device).type == "cuda" else "sklearn"
 
     def _fit_nmf(self, x: np.ndarray, seed: int, what: str, device: torch.device | str = "cpu") -> FittedNMF:
         r = min(self.n_components, x.shape[0], x.shape[1])
@@ -235,7 +230,8 @@ class ICE(Interpreter):
         return {
             "interpreter": self.name,
             "part": "class_nmf",
-            "params": self.params(),
+            "version": self.version,
+            "params": self.fit_params(),
             "seed": int(seed),
             "train": ctx.model_key,
             "class": int(c),

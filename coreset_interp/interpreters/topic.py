@@ -45,7 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from coreset_interp.interpreters.base import InterpretContext, Interpreter
+from coreset_interp.interpreters.base import INTERPRETERS, InterpretContext, Interpreter
 
 # Added to the sum of the masked projections before dividing (the reference's constant).
 _EPS_SUM = 1e-3
@@ -133,6 +133,7 @@ class TopicFit:
         return tuple(torch.from_numpy(a).to(device) for a in (self.concepts, self.g1, self.g2))  # type: ignore[return-value]
 
 
+@INTERPRETERS.register
 class Topic(Interpreter):
     """Completeness-aware concept discovery on the last conv block.
 
@@ -155,8 +156,6 @@ class Topic(Interpreter):
         init: ``data`` (concepts start at random feature vectors of the selected images) or ``uniform``
             (uniform(-0.5, 0.5), the reference).
     """
-
-    name = "topic"
 
     def __init__(
         self,
@@ -185,23 +184,10 @@ class Topic(Interpreter):
                 raise ValueError(f"topic {key} must be >= 1, got {value}")
         if int(batch_size) < 1 or int(steps) < 1 or int(epochs) < 1:
             raise ValueError("topic batch_size, steps and epochs must be >= 1")
-        super().__init__(
-            n_concepts=int(n_concepts),
-            beta=float(beta),
-            hidden=int(hidden),
-            lambda1=float(lambda1),
-            lambda2=float(lambda2),
-            top_k=int(top_k),
-            lr=float(lr),
-            batch_size=int(batch_size),
-            budget=budget,
-            steps=int(steps),
-            epochs=int(epochs),
-            init=init,
-            **({"epochs_of_full": float(epochs_of_full)} if budget == "full_epochs" else {}),
-        )
         self.epochs_of_full = float(epochs_of_full)
-        self.m = int(n_concepts)
+        self.n_concepts = int(n_concepts)
+        # m, the paper's name for the number of concepts
+        self.m = self.n_concepts
         self.beta = float(beta)
         self.hidden = int(hidden)
         self.lambda1 = float(lambda1)
@@ -213,6 +199,16 @@ class Topic(Interpreter):
         self.steps = int(steps)
         self.epochs = int(epochs)
         self.init = init
+
+    def fit_params(self) -> dict[str, Any]:
+        """Returns:
+        The fit's parameters; ``epochs_of_full`` only under ``budget: full_epochs`` (the other budgets do
+        not read it, so they keep one key whatever its value).
+        """
+        params = super().fit_params()
+        if self.budget != "full_epochs":
+            params.pop("epochs_of_full")
+        return params
 
     def step_count(self, n_selected: int, n_train: int) -> int:
         """Optimizer steps of one fit under the configured budget.

@@ -36,93 +36,34 @@ gives the per-layer coverage of the paper's Fig. 3 over (class, unit) pairs.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, Subset
 
-from coreset_interp.interpreters.base import ClassPhi, FigureHook, InterpretContext, Interpreter
+from coreset_interp.interpreters.base import INTERPRETERS, ClassPhi, FigureHook, InterpretContext, Interpreter
+from coreset_interp.interpreters.vebi_ablation import ablation_scores
+from coreset_interp.interpreters.vebi_capture import empty_maps, layer_maps, pooled_maps, rows
+from coreset_interp.interpreters.vebi_fit import VEBIFit
 from coreset_interp.interpreters.vebi_lasso import accumulate_gram, positive_lasso_l1
 from coreset_interp.interpreters.vebi_maps import image_unit_maps, native_unit_maps
+from coreset_interp.interpreters.vebi_similarity import layer_pairs, layer_phi
 from coreset_interp.interpreters.vebi_units import (
-    ReluCalls,
     StagedModel,
-    StopForward,
     UnitFeatures,
     UnitLayer,
     extract_unit_features,
     unit_features_spec,
 )
 
+__all__ = ["VEBI", "VEBIFit"]
+
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class VEBIFit:
-    """The relevant units of every class.
-
-    Attributes:
-        layers: the unit layers (ReLU calls) of the model.
-        units: per class, global unit indices by decreasing lasso weight.
-        weights: per class, the matching weights.
-        saturated: per class, True when the positive lasso path ended before ||w||_1 reached mu.
-        mu: the L1 budget.
-        seed: the fit's seed (seeds the random-unit control of the evaluation).
-        n_samples: train images the fit used.
-    """
-
-    layers: list[UnitLayer]
-    units: dict[int, np.ndarray]
-    weights: dict[int, np.ndarray]
-    saturated: dict[int, bool]
-    mu: float
-    seed: int
-    n_samples: int
-    _offsets: np.ndarray = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._offsets = np.asarray([layer.offset for layer in self.layers], dtype=np.int64)
-
-    def unit_positions(self, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Args:
-            units: global unit indices.
-
-        Returns:
-            (call index, channel) of each unit.
-        """
-        units = np.asarray(units, dtype=np.int64)
-        calls = np.searchsorted(self._offsets, units, side="right") - 1
-        return calls, units - self._offsets[calls]
-
-    def by_layer(self, units: np.ndarray) -> dict[int, np.ndarray]:
-        """Args:
-            units: global unit indices.
-
-        Returns:
-            call index -> sorted channels of those units in that call.
-        """
-        calls, channels = self.unit_positions(units)
-        return {int(c): np.sort(channels[calls == c]) for c in np.unique(calls)}
-
-    def top(self, c: int, n: int | None = None) -> np.ndarray:
-        """Args:
-            c: a class.
-            n: how many (None = all).
-
-        Returns:
-            The class's top-``n`` units by weight (empty for a class without units).
-        """
-        units = self.units.get(int(c), np.zeros(0, dtype=np.int64))
-        return units if n is None else units[:n]
-
-
+@INTERPRETERS.register
 class VEBI(Interpreter):
     """VEBI's relevant units from a constrained positive lasso per class.
 
@@ -135,8 +76,11 @@ class VEBI(Interpreter):
         gram_batch: train rows read per step when accumulating E^T E.
     """
 
-    name = "vebi"
     paired = True
+    # The random-unit control is drawn at evaluation; the lasso's working set and the Gram's batch rows
+    # change speed and memory only.
+    evaluation_only = frozenset({"random_draws"})
+    speed_only = frozenset({"working_set", "gram_batch"})
     # Fig. 3 (units per layer and their coverage) from the keys describe() and compare() write.
     figure_hook = FigureHook(
         layer_units="vebi_units_per_layer",
@@ -153,10 +97,9 @@ class VEBI(Interpreter):
             raise ValueError(f"vebi mu must be > 0, got {mu}")
         if random_draws < 1:
             raise ValueError(f"vebi random_draws must be >= 1, got {random_draws}")
-        super().__init__(mu=float(mu), random_draws=int(random_draws))
         self.mu = float(mu)
         self.random_draws = int(random_draws)
-        # Neither changes the result, so neither is part of the cache key (params()).
+        # Neither changes the result, so neither is part of a cache key (speed_only).
         self.working_set = int(working_set)
         self.gram_batch = int(gram_batch)
         self._features: dict[str, UnitFeatures] = {}
@@ -267,12 +210,6 @@ class VEBI(Interpreter):
         return VEBIFit(feats.layers, units, weights, saturated, self.mu, int(seed), len(indices))
 
     # --------------------------------------------------------------------------------- forward passes
-    def _images(self, ctx: InterpretContext, indices: np.ndarray) -> Iterator[torch.Tensor]:
-        data = Subset(ctx.dataset.split("val"), np.asarray(indices).tolist())
-        loader = DataLoader(data, batch_size=ctx.batch_size, shuffle=False, num_workers=ctx.num_workers)
-        for x, _ in loader:
-            yield x.to(ctx.device)
-
     def _staged_model(self, ctx: InterpretContext, sample: torch.Tensor) -> StagedModel:
         if id(ctx.model) not in self._staged:
             self._staged[id(ctx.model)] = StagedModel(ctx.model, sample[:1])
@@ -281,43 +218,14 @@ class VEBI(Interpreter):
     def _capture(
         self, ctx: InterpretContext, fit: VEBIFit, indices: np.ndarray, units: np.ndarray
     ) -> np.ndarray:
-        """Pooled activation maps of some units for some val images.
+        """Pooled maps of some units (see :func:`.vebi_capture.pooled_maps`)."""
+        return pooled_maps(ctx, fit, indices, units)
 
-        Returns:
-            (n, len(units), h, w) float32, channels in the order of ``units``.
-        """
-        _, h, w = ctx.val.map_shape
-        wanted = fit.by_layer(units)
-        calls, channels = fit.unit_positions(units)
-        sel = {call: torch.as_tensor(ch, dtype=torch.int64) for call, ch in wanted.items()}
-        out: list[np.ndarray] = []
-        for x in self._images(ctx, indices):
-            got = _capture_calls(
-                ctx.model,
-                x,
-                {
-                    call: lambda a, s=s: F.adaptive_avg_pool2d(
-                        a.index_select(1, s.to(a.device)).float(), (h, w)
-                    )
-                    for call, s in sel.items()
-                },
-            )
-            cols = [
-                got[int(c)][:, int(np.searchsorted(wanted[int(c)], ch))]
-                for c, ch in zip(calls, channels, strict=True)
-            ]
-            out.append(torch.stack(cols, dim=1).cpu().numpy())
-        return np.concatenate(out)
-
-    @staticmethod
-    def _rows(z: np.ndarray) -> np.ndarray:
-        # (n, k, h, w) -> image-major positions as rows, the layout of ActivationStore.positions.
-        return z.transpose(0, 2, 3, 1).reshape(-1, z.shape[1])
-
-    def _empty(self, ctx: InterpretContext, indices: np.ndarray) -> np.ndarray:
-        # One constant column: a side without units has no variance, so Phi reports it as missing.
-        _, h, w = ctx.val.map_shape
-        return np.zeros((len(indices) * h * w, 1), dtype=np.float32)
+    def _capture_layers(
+        self, ctx: InterpretContext, fit: VEBIFit, indices: np.ndarray, wanted: dict[int, np.ndarray]
+    ) -> dict[int, np.ndarray]:
+        """Maps at each layer's own resolution (see :func:`.vebi_capture.layer_maps`)."""
+        return layer_maps(ctx, fit, indices, wanted)
 
     # ------------------------------------------------------------------------------------------ maps
     def maps(self, fit: VEBIFit, ctx: InterpretContext, indices: np.ndarray) -> np.ndarray:
@@ -332,8 +240,8 @@ class VEBI(Interpreter):
         """
         units = fit.top(int(ctx.val.labels[indices[0]]))
         if len(units) == 0:
-            return self._empty(ctx, indices)
-        return self._rows(self._capture(ctx, fit, indices, units))
+            return empty_maps(ctx, indices)
+        return rows(self._capture(ctx, fit, indices, units))
 
     def image_maps(self, fit: VEBIFit, ctx: InterpretContext, indices: np.ndarray) -> list[list[np.ndarray]]:
         """Each val image's class's relevant units' maps at their layers' own resolutions (heatmaps).
@@ -391,75 +299,20 @@ class VEBI(Interpreter):
         c = int(ctx.val.labels[indices[0]])
         n = min(len(fit_full.top(c)), len(fit_coreset.top(c)))
         if n == 0:
-            empty = self._empty(ctx, indices)
+            empty = empty_maps(ctx, indices)
             return empty, empty.copy()
         a, b = fit_full.top(c, n), fit_coreset.top(c, n)
         if ctx_other is not None and ctx_other.model is not ctx.model:
             z_other = self._capture(ctx_other, fit_coreset, indices, b)
-            return self._rows(self._capture(ctx, fit_full, indices, a)), self._rows(z_other)
+            return rows(self._capture(ctx, fit_full, indices, a)), rows(z_other)
         # One forward pass serves both sides when they share the model.
         union = np.unique(np.concatenate([a, b]))
         z = self._capture(ctx, fit_full, indices, union)
-        return self._rows(z[:, np.searchsorted(union, a)]), self._rows(z[:, np.searchsorted(union, b)])
+        return rows(z[:, np.searchsorted(union, a)]), rows(z[:, np.searchsorted(union, b)])
 
     # ------------------------------------------------------------------------------ similarity
-    @staticmethod
-    def layer_pairs(
-        fit_full: VEBIFit, fit_other: VEBIFit, c: int
-    ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """The units compared per layer for one class.
-
-        Args:
-            fit_full: the full-data fit.
-            fit_other: the other fit (same architecture).
-            c: the class.
-
-        Returns:
-            call index -> (full fit's, other fit's) top-N global unit indices of that layer by weight,
-            N = the smaller count in that layer; only layers where both fits have a unit of class ``c``.
-        """
-        if [la.key for la in fit_full.layers] != [la.key for la in fit_other.layers]:
-            raise ValueError("vebi: the two fits have different unit layers (different architectures)")
-        a, b = fit_full.top(c), fit_other.top(c)
-        calls_a, _ = fit_full.unit_positions(a)
-        calls_b, _ = fit_other.unit_positions(b)
-        out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        for call in sorted(set(calls_a.tolist()) & set(calls_b.tolist())):
-            # top() is by decreasing weight, so the first units of a layer are its top ones.
-            ua, ub = a[calls_a == call], b[calls_b == call]
-            n = min(len(ua), len(ub))
-            out[int(call)] = (ua[:n], ub[:n])
-        return out
-
-    def _capture_layers(
-        self, ctx: InterpretContext, fit: VEBIFit, indices: np.ndarray, wanted: dict[int, np.ndarray]
-    ) -> dict[int, np.ndarray]:
-        """Activation maps of some channels of some layers at each layer's own resolution.
-
-        Args:
-            ctx: the context (its model runs the forward passes).
-            fit: a fit (its unit layers).
-            indices: val indices.
-            wanted: call index -> sorted channels of that call.
-
-        Returns:
-            call index -> (n, len(channels), h_call, w_call) float32.
-        """
-        sel = {call: torch.as_tensor(ch, dtype=torch.int64) for call, ch in wanted.items()}
-        parts: dict[int, list[np.ndarray]] = {call: [] for call in wanted}
-        for x in self._images(ctx, indices):
-            # index_select copies: the output of an in-place ReLU is modified later in the pass.
-            got = _capture_calls(
-                ctx.model,
-                x,
-                {
-                    call: lambda a, s=s: a.index_select(1, s.to(a.device)).float().cpu()
-                    for call, s in sel.items()
-                },
-            )
-            for call, t in got.items():
-                parts[call].append(t.numpy())
-        return {call: np.concatenate(p) for call, p in parts.items()}
+    #: The units compared per layer for one class (:func:`.vebi_similarity.layer_pairs`).
+    layer_pairs = staticmethod(layer_pairs)
 
     def paired_phi(
         self,
@@ -470,7 +323,7 @@ class VEBI(Interpreter):
         alpha: float,
         ctx_other: InterpretContext | None = None,
     ) -> ClassPhi:
-        """Phi of one class, layer by layer (see the module docstring).
+        """Phi of one class, layer by layer (see the module docstring and :func:`layer_phi`).
 
         Args:
             fit_full: the full-data fit.
@@ -481,84 +334,11 @@ class VEBI(Interpreter):
             ctx_other: the context of ``fit_coreset`` when it belongs to another model; None = ``ctx``.
 
         Returns:
-            phi_c = the mean of the defined per-layer phi (None when no layer is common to both fits or
-            none is defined), and ``per_layer`` = layer key -> phi (None where a side has no variance).
+            The class's phi and its per-layer values.
         """
-        from coreset_interp.metrics.shape import angular_distance_prepared, prepare
-
-        c = int(ctx.val.labels[indices[0]])
-        pairs = self.layer_pairs(fit_full, fit_coreset, c)
-        if not pairs:
-            log.warning("vebi: class %d has no layer with relevant units in both fits; phi is missing", c)
-            return ClassPhi(None, {})
-        chans_a = {call: fit_full.unit_positions(ua)[1] for call, (ua, _) in pairs.items()}
-        chans_b = {call: fit_coreset.unit_positions(ub)[1] for call, (_, ub) in pairs.items()}
-        if ctx_other is None or ctx_other.model is ctx.model:
-            # One forward pass serves both sides when they share the model.
-            union = {call: np.union1d(chans_a[call], chans_b[call]) for call in pairs}
-            maps_a = self._capture_layers(ctx, fit_full, indices, union)
-            maps_b = maps_a
-            pos_a = {call: np.searchsorted(union[call], chans_a[call]) for call in pairs}
-            pos_b = {call: np.searchsorted(union[call], chans_b[call]) for call in pairs}
-        else:
-            sorted_a = {call: np.sort(ch) for call, ch in chans_a.items()}
-            sorted_b = {call: np.sort(ch) for call, ch in chans_b.items()}
-            maps_a = self._capture_layers(ctx, fit_full, indices, sorted_a)
-            maps_b = self._capture_layers(ctx_other, fit_coreset, indices, sorted_b)
-            pos_a = {call: np.searchsorted(sorted_a[call], chans_a[call]) for call in pairs}
-            pos_b = {call: np.searchsorted(sorted_b[call], chans_b[call]) for call in pairs}
-        per_layer: dict[str, float | None] = {}
-        for call in pairs:
-            z_a = self._rows(maps_a[call][:, pos_a[call]]).astype(np.float64)
-            z_b = self._rows(maps_b[call][:, pos_b[call]]).astype(np.float64)
-            phi = angular_distance_prepared(prepare(z_a, alpha), prepare(z_b, alpha))
-            per_layer[fit_full.layers[call].key] = float(phi) if np.isfinite(phi) else None
-        defined = [v for v in per_layer.values() if v is not None]
-        return ClassPhi(float(np.mean(defined)) if defined else None, per_layer)
+        return layer_phi(fit_full, fit_coreset, ctx, indices, alpha, ctx_other)
 
     # ------------------------------------------------------------------------------------ evaluation
-    def _random_units(self, fit: VEBIFit, c: int, draw: int) -> np.ndarray:
-        """As many random units per layer as class ``c`` has relevant ones there, among its other units."""
-        rng = np.random.default_rng([fit.seed, draw, c])
-        relevant = fit.by_layer(fit.top(c))
-        picked = []
-        for call, chans in relevant.items():
-            layer = fit.layers[call]
-            others = np.setdiff1d(np.arange(layer.channels), chans)
-            take = rng.choice(others, size=min(len(chans), len(others)), replace=False)
-            picked.append(layer.offset + np.sort(take))
-        return np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
-
-    def _ablated_logits(
-        self, ctx: InterpretContext, fit: VEBIFit, indices: np.ndarray, unit_sets: list[np.ndarray]
-    ) -> list[np.ndarray]:
-        """Logits of some val images with each set of units zeroed in turn; the network up to the first
-        stage holding a zeroed unit runs once and is shared by all sets."""
-        results: list[list[np.ndarray]] = [[] for _ in unit_sets]
-        masks = [fit.by_layer(u) for u in unit_sets]
-        for x in self._images(ctx, indices):
-            staged = self._staged_model(ctx, x)
-            first_call = min((min(m) for m in masks if m), default=staged.n_calls)
-            start = staged.stage_of_call(first_call)
-            with torch.no_grad():
-                h0 = staged.prefix(x, start)
-                for k, mask in enumerate(masks):
-                    zeroed = {c: torch.as_tensor(ch, device=x.device) for c, ch in mask.items()}
-
-                    def ablate(i: int, a: torch.Tensor, zeroed: dict[int, torch.Tensor] = zeroed) -> Any:
-                        if i not in zeroed:
-                            return None
-                        out = a.clone()
-                        out[:, zeroed[i]] = 0
-                        return out
-
-                    with ReluCalls(ctx.model, ablate) as hooks:
-                        hooks.reset(staged.calls_before(start))
-                        logits = staged.suffix(h0, start)
-                        hooks.check(staged.n_calls)
-                    results[k].append(logits.float().cpu().numpy())
-        return [np.concatenate(r) for r in results]
-
     def evaluate(self, fit: VEBIFit, ctx: InterpretContext) -> dict[str, float]:
         """Accuracy with each val image's class's relevant units zeroed, and the random-unit control.
 
@@ -567,43 +347,9 @@ class VEBI(Interpreter):
             ctx: the context.
 
         Returns:
-            ``accuracy`` (ablated), ``intact_accuracy``, ``ablation_drop`` (intact minus ablated accuracy),
-            ``ablation_prob_drop`` (mean drop of the true class's softmax probability), and
-            ``random_ablation_accuracy``, ``random_ablation_drop``, ``random_ablation_prob_drop`` (means
-            over ``random_draws`` draws).
+            See :func:`~coreset_interp.interpreters.vebi_ablation.ablation_scores`.
         """
-        labels = ctx.val.labels
-        intact = torch.from_numpy(np.asarray(ctx.val.logits, dtype=np.float32))
-        p_intact = torch.softmax(intact, dim=1).numpy()[np.arange(len(labels)), labels]
-        ablated = np.zeros(len(labels), dtype=bool)
-        p_ablated = np.zeros(len(labels))
-        rand_correct = np.zeros((self.random_draws, len(labels)), dtype=bool)
-        p_rand = np.zeros((self.random_draws, len(labels)))
-        for c in ctx.val.classes():
-            idx = ctx.val.class_indices(int(c))
-            sets = [fit.top(int(c))] + [self._random_units(fit, int(c), d) for d in range(self.random_draws)]
-            if len(sets[0]) == 0:
-                outs = [np.asarray(ctx.val.logits[idx], dtype=np.float32)] * len(sets)
-            else:
-                outs = self._ablated_logits(ctx, fit, idx, sets)
-            probs = [torch.softmax(torch.from_numpy(o), dim=1).numpy()[:, int(c)] for o in outs]
-            ablated[idx] = outs[0].argmax(1) == c
-            p_ablated[idx] = probs[0]
-            for d in range(self.random_draws):
-                rand_correct[d, idx] = outs[d + 1].argmax(1) == c
-                p_rand[d, idx] = probs[d + 1]
-        intact_acc = float(np.mean(ctx.val.preds == labels))
-        acc = float(ablated.mean())
-        rand_acc = rand_correct.mean(axis=1)
-        return {
-            "accuracy": acc,
-            "intact_accuracy": intact_acc,
-            "ablation_drop": intact_acc - acc,
-            "ablation_prob_drop": float(np.mean(p_intact - p_ablated)),
-            "random_ablation_accuracy": float(rand_acc.mean()),
-            "random_ablation_drop": float(np.mean(intact_acc - rand_acc)),
-            "random_ablation_prob_drop": float(np.mean(p_intact[None, :] - p_rand)),
-        }
+        return ablation_scores(ctx, lambda x: self._staged_model(ctx, x), fit, self.random_draws)
 
     # ------------------------------------------------------------------------------------ reporting
     def describe(self, fit: VEBIFit) -> dict[str, Any]:
@@ -652,34 +398,3 @@ class VEBI(Interpreter):
             },
             "vebi_coverage": 100.0 * sum(shared.values()) / total if total else None,
         }
-
-
-def _capture_calls(
-    model: torch.nn.Module, x: torch.Tensor, take: dict[int, Callable[[torch.Tensor], torch.Tensor]]
-) -> dict[int, torch.Tensor]:
-    """One forward pass of a batch, stopped after the last wanted ReLU call.
-
-    Args:
-        model: the adapter.
-        x: the batch (on the model's device).
-        take: ReLU call index -> what to keep of that call's output.
-
-    Returns:
-        call index -> ``take[call](output)``.
-    """
-    last = max(take)
-    got: dict[int, torch.Tensor] = {}
-
-    def grab(i: int, a: torch.Tensor) -> None:
-        if i in take:
-            got[i] = take[i](a)
-        if i == last:
-            raise StopForward
-
-    with torch.no_grad(), ReluCalls(model, grab) as hooks:
-        hooks.reset()
-        with contextlib.suppress(StopForward):
-            model(x)
-    if set(got) != set(take):
-        raise RuntimeError(f"vebi: ReLU calls {sorted(set(take) - set(got))} never happened")
-    return got

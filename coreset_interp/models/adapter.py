@@ -104,3 +104,26 @@ def vgg_adapter(model: nn.Module, arch: str) -> ModelAdapter:
     features = nn.Sequential(*list(convs.children())[:-1])
     head = nn.Sequential(list(convs.children())[-1], model.avgpool, nn.Flatten(1), model.classifier)
     return ModelAdapter(model, features, head, arch)
+
+
+def resnet_small_stem(model: nn.Module, num_classes: int) -> None:
+    """Adapt a torchvision ResNet to small inputs in place.
+
+    Args:
+        model: a torchvision ResNet.
+        num_classes: classifier outputs (unchanged here).
+    """
+    # A 7x7 stride-2 stem leaves 1x1 maps at layer4 for 32x32 inputs; 3x3 stride 1 keeps 2x2.
+    model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+
+
+def vgg_small_stem(model: nn.Module, num_classes: int) -> None:
+    """Adapt a torchvision VGG to small inputs in place.
+
+    Args:
+        model: a torchvision VGG.
+        num_classes: classifier outputs.
+    """
+    # The 25088-wide classifier exists for 7x7 maps of 224 inputs; small inputs pool to one vector.
+    model.avgpool = nn.AdaptiveAvgPool2d(1)
+    model.classifier = nn.Linear(512, num_classes)

@@ -14,6 +14,21 @@ from coreset_interp.models.adapter import ModelAdapter
 
 log = logging.getLogger(__name__)
 
+#: The fields of ``model.train``: all but the two caps are needed to train (``model.weights=train``).
+TRAIN_FIELDS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "seed",
+    "max_per_class",
+    "val_max_per_class",
+    "target_accuracy",
+    "min_accuracy",
+)
+OPTIONAL_TRAIN_FIELDS = ("max_per_class", "val_max_per_class")
+
 
 @torch.no_grad()
 def evaluate_accuracy(

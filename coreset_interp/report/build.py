@@ -177,7 +177,7 @@ def upload(
     out: Path,
 ) -> Path | None:
     """Log Table 1 as one ``wandb.Table`` (and the figures) in a run of the sweep's group, through the
-    W&B tracker (:meth:`coreset_interp.tracking.WandbTracker.upload_report`).
+    W&B tracker (:meth:`coreset_interp.trackers.wandb.WandbTracker.upload_report`).
 
     Args:
         target: from :func:`~coreset_interp.report.load.wandb_target` (mode, project, entity, group).
@@ -190,7 +190,7 @@ def upload(
     Returns:
         The run's local folder.
     """
-    from coreset_interp.tracking import WandbTracker
+    from coreset_interp.trackers.wandb import WandbTracker
 
     columns = ["dataset", "model", "selector", "interpreter", "phi_mean", "phi_std", "n", "cell"]
     data = [

@@ -29,13 +29,13 @@ def get_selector(name: str, **params: Any) -> Selector:
     Args:
         name: one of :func:`list_selectors` (``full``, ``random``, ``moderate``, ``dgpruning``, ``kcenter``,
             ``kernel_thinning``, plus any registered elsewhere).
-        **params: the selector's hyperparameters (the ``params`` block of its YAML).
+        **params: the selector's fields (its YAML's flat fields besides ``name``).
 
     Returns:
         The selector.
 
     Raises:
-        ValueError: for an unknown name (the message lists the registered names).
+        RegistryError: for an unknown name or field (one line listing the valid ones).
     """
     return SELECTORS.get(name, **params)
 

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 from tqdm.auto import tqdm
 
-from coreset_interp.registry import Registry
+from coreset_interp.registry import Registry, constructor_fields
 
 # Rows per chunk when checking finiteness, so that a 1.28M x 2048 ImageNet matrix never needs a
 # same-sized boolean temporary.
@@ -88,20 +88,41 @@ def class_seed_sequence(seed: int, label: Any) -> np.random.SeedSequence:
 class Selector(abc.ABC):
     """Base class of the coreset selectors: validates, splits per class, delegates, checks.
 
-    Subclasses set :attr:`name` (the registry key) and implement :meth:`_select_class`; if they have
-    hyperparameters they override :meth:`params`.
+    Subclasses register with ``@SELECTORS.register`` (which sets :attr:`name` to the module's name) and
+    implement :meth:`_select_class`; their constructor takes explicit keyword arguments (the YAML's flat
+    fields), each kept as an attribute of the same name so that :meth:`params` can report it.
     """
 
-    #: Registry name, equal to the YAML file name in ``conf/selector/``.
+    #: Registry name, equal to the YAML file name in ``conf/selector/`` (set by ``SELECTORS.register``).
     name: ClassVar[str] = "base"
+    #: Bump when the selection algorithm changes: it is part of every coreset's cache key, so old
+    #: coresets are not reused (``tests/test_method_versions.py`` notices a code change without a bump).
+    version: ClassVar[int] = 1
 
     def params(self) -> dict[str, Any]:
-        """The hyperparameters that determine the selection (used in the pipeline's cache key).
+        """Every constructor field with its value, defaults included (part of the coreset's cache key).
 
         Returns:
             A JSON-serialisable dict; empty for selectors without hyperparameters.
         """
-        return {}
+        return {f: getattr(self, f) for f in constructor_fields(type(self))}
+
+    def key(self) -> dict[str, Any]:
+        """What identifies this selector's coresets in a cache key: name, code version and parameters.
+
+        Returns:
+            ``{"selector": name, "version": version, "params": params()}``.
+        """
+        return {"selector": self.name, "version": self.version, "params": self.params()}
+
+    def source_model(self) -> dict[str, Any] | None:
+        """The model whose train GAP features the selection reads, when it is not the job's own model.
+
+        Returns:
+            A model config node for the pipeline to load (the transfer selector's source), or None for the
+            job's model (the default).
+        """
+        return None
 
     def budget(self, n_c: int, ratio: float) -> int:
         """The number of samples to keep from a class of ``n_c`` samples (see :func:`class_budget`).

@@ -172,7 +172,7 @@ def d2_message_passing(
     return picked
 
 
-@SELECTORS.register("dgpruning")
+@SELECTORS.register
 class DGPruningSelector(Selector):
     """D2Pruning message passing on a kNN graph of the class, initial score = distance to the class mean.
 
@@ -180,8 +180,6 @@ class DGPruningSelector(Selector):
         k: neighbours per node of the kNN graph (SPEC default 5).
         gamma_r: decay of the reverse message passing (SPEC default 0.1).
     """
-
-    name = "dgpruning"
 
     def __init__(self, k: int = 5, gamma_r: float = 0.1) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:

@@ -7,11 +7,9 @@ import numpy as np
 from coreset_interp.selectors.base import SELECTORS, Selector
 
 
-@SELECTORS.register("full")
+@SELECTORS.register
 class FullSelector(Selector):
     """Keeps all samples of every class; the ratio is validated but otherwise ignored."""
-
-    name = "full"
 
     def budget(self, n_c: int, ratio: float) -> int:
         """The whole class, whatever the ratio.

@@ -58,11 +58,9 @@ def _greedy_loop(x: np.ndarray, sq: np.ndarray, picked: np.ndarray, min_sq: np.n
         min_sq[c] = -np.inf
 
 
-@SELECTORS.register("kcenter")
+@SELECTORS.register
 class KCenterSelector(Selector):
     """k-center greedy from the sample nearest the class mean (deterministic, no randomness)."""
-
-    name = "kcenter"
 
     def _select_class(self, feats_c: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
         if m == feats_c.shape[0]:

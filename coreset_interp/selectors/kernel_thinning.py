@@ -129,7 +129,7 @@ def squared_mmd(K: np.ndarray, coreset: np.ndarray) -> float:
     return max(0.0, float(sub.mean() - 2.0 * K[coreset].mean() + K.mean()))
 
 
-@SELECTORS.register("kernel_thinning")
+@SELECTORS.register
 class KernelThinningSelector(Selector):
     """Kernel thinning (goodpoints) + greedy MMD trimming + KT refinement: exactly ``m_c`` points per class.
 
@@ -138,8 +138,6 @@ class KernelThinningSelector(Selector):
         delta: KT-SPLIT failure-probability parameter (goodpoints' default 0.5).
         refine: run goodpoints' ``refine_K`` swap pass at the final size (step 4 of the module docstring).
     """
-
-    name = "kernel_thinning"
 
     def __init__(self, sigma2: float | None = None, delta: float = 0.5, refine: bool = True) -> None:
         if sigma2 is not None and not (np.isfinite(sigma2) and sigma2 > 0):

@@ -31,11 +31,9 @@ def moderate_window(distances: np.ndarray, m: int) -> np.ndarray:
     return order[start : start + m].astype(np.int64)
 
 
-@SELECTORS.register("moderate")
+@SELECTORS.register
 class ModerateSelector(Selector):
     """Keeps the samples of moderate distance to the class mean (no randomness)."""
-
-    name = "moderate"
 
     def _select_class(self, feats_c: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
         centre = feats_c.mean(axis=0)

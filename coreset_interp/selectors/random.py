@@ -7,11 +7,9 @@ import numpy as np
 from coreset_interp.selectors.base import SELECTORS, Selector
 
 
-@SELECTORS.register("random")
+@SELECTORS.register
 class RandomSelector(Selector):
     """Uniform sampling without replacement from each class's own seeded generator."""
-
-    name = "random"
 
     def _select_class(self, feats_c: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
         return rng.choice(feats_c.shape[0], size=m, replace=False).astype(np.int64)

@@ -28,10 +28,10 @@ def _truncate(path: Path, keep: int) -> None:
 def val_source(digits_workspace: Any, make_config: Any) -> tuple[Any, dict[str, Any], Any]:
     """The trained digits model, its spec and a small split of digits (90 val images: a quick extraction)."""
     from coreset_interp.data.digits import DigitsDataset
-    from coreset_interp.models import model_spec
+    from coreset_interp.models import get_model
 
     small = DigitsDataset(image_size=32, val_fraction=0.05, split_seed=0)
-    return digits_workspace, model_spec(make_config()["model"], digits_workspace.dataset), small
+    return digits_workspace, get_model(**make_config()["model"]).spec(digits_workspace.dataset), small
 
 
 def _val_activations(source: tuple[Any, dict[str, Any], Any], cache: ArtifactCache) -> Any:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from coreset_interp.data import build_dataset
+from coreset_interp.data import get_dataset
 from coreset_interp.data.digits import DigitsDataset
 
 
@@ -91,8 +91,12 @@ def test_image_size_and_bad_values() -> None:
         small.labels("test")
 
 
-def test_build_dataset_from_the_yaml_values(make_config) -> None:
-    # The YAML's model-pairing keys (model_weights, stem) must not reach the dataset constructor.
-    ds = build_dataset(make_config()["dataset"])
-    assert isinstance(ds, DigitsDataset)
+def test_get_dataset_from_the_yaml_values(make_config) -> None:
+    # The YAML is the constructor's fields only: the model's defaults live in conf/dataset_defaults/.
+    node = make_config()["dataset"]
+    assert set(node) == {"name", "image_size", "val_fraction", "split_seed"}
+    ds = get_dataset(**node)
+    assert isinstance(ds, DigitsDataset) and ds.name == "digits"
     assert ds.fingerprint() == DigitsDataset().fingerprint()
+    with pytest.raises(ValueError, match=r"^dataset 'digits' has no field\(s\) 'stem'; valid: image_size, "):
+        get_dataset(**node, stem="small")

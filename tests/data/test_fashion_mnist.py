@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from coreset_interp.data import build_dataset
+from coreset_interp.data import get_dataset
 from coreset_interp.data.fashion_mnist import FashionMNISTDataset, read_idx
 
 
@@ -94,7 +94,7 @@ def test_dataset_states_its_training_targets(tmp_path: Path, make_config) -> Non
     digits = make_config([])["model"]["train"]
     assert digits["target_accuracy"] == 0.97 and digits["min_accuracy"] == 0.95 and digits["epochs"] == 6
     assert make_config(["model=vgg19"])["model"]["train"]["epochs"] == 10
-    ds = build_dataset(fm["dataset"])
+    ds = get_dataset(**fm["dataset"])
     assert ds.name == "fashion_mnist" and len(ds.labels("val")) == 20
 
 

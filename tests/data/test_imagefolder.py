@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from coreset_interp.data import build_dataset
+from coreset_interp.data import get_dataset
 from coreset_interp.data.imagefolder import IMAGENET_MEAN, IMAGENET_STD, ImageFolderDataset
 
 # One solid colour per class, so every pixel of a transformed image has a known value.
@@ -66,9 +66,9 @@ def test_caps_per_class_keep_the_first_files(tree: Path) -> None:
     assert len(big.labels("train")) == 12
 
 
-def test_build_dataset_from_the_yaml(tree: Path, make_config) -> None:
+def test_get_dataset_from_the_yaml(tree: Path, make_config) -> None:
     cfg = make_config(["dataset=imagefolder", f"dataset.root={tree}", "dataset.max_per_class_train=3"])
-    ds = build_dataset(cfg["dataset"])
+    ds = get_dataset(**cfg["dataset"])
     assert ds.name == "imagefolder" and ds.num_classes == 3
     assert len(ds.labels("train")) == 9 and len(ds.labels("val")) == 6
 

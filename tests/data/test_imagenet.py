@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from coreset_interp.data import build_dataset
+from coreset_interp.data import get_dataset
 from coreset_interp.data.files import BadImageError, listing_digest, scan_tree
 from coreset_interp.data.imagenet import ImageNetDataset, imagenet_classes, read_val_labels
 
@@ -136,7 +136,7 @@ def test_val_in_synset_folders_and_the_yaml(raw: tuple[Path, dict[str, str]], ma
     cfg = make_config(
         ["dataset=imagenet", f"dataset.root={root}", "dataset.image_size=16", "dataset.resize=16"]
     )
-    ds = build_dataset(cfg["dataset"])
+    ds = get_dataset(**cfg["dataset"])
     assert ds.name == "imagenet"
     np.testing.assert_array_equal(ds.labels("val"), [0, 0, 500, 500, 999, 999])
 
@@ -294,8 +294,8 @@ def test_raw_imagenet_job_on_three_classes(
         "dataset.resize=64",
         "ratio.percents=[50]",
         "metric.null_reference=false",
-        "interpreter.params.n_components=2",
-        "interpreter.params.max_iter=30",
+        "interpreter.n_components=2",
+        "interpreter.max_iter=30",
     ]
     cfg = make_config(overrides, cache_dir=tmp_path / "cache")
     result = run(cfg)
@@ -312,10 +312,10 @@ def test_raw_imagenet_job_on_three_classes(
     assert _activations(run(cfg)) == [False, False]
     # One image moved to another class folder: new dataset key, the activations are recomputed.
     src = root / "train" / PICK[0] / f"{PICK[0]}_5.JPEG"
-    before = build_dataset(cfg["dataset"]).fingerprint()
+    before = get_dataset(**cfg["dataset"]).fingerprint()
     shutil.move(src, root / "train" / PICK[2] / src.name)
-    assert build_dataset(cfg["dataset"]).fingerprint() != before
-    counts = np.bincount(build_dataset(cfg["dataset"]).labels("train"), minlength=1000)
+    assert get_dataset(**cfg["dataset"]).fingerprint() != before
+    counts = np.bincount(get_dataset(**cfg["dataset"]).labels("train"), minlength=1000)
     assert (counts[0], counts[500], counts[999]) == (5, 6, 7)
     # (Both splits: the activations' key holds the whole dataset's fingerprint.)
     assert _activations(run(cfg)) == [True, True]

@@ -108,20 +108,24 @@ def test_bad_parameters_and_empty_classes(synthetic: InterpretContext) -> None:
         ICE(backend="numpy")
     with pytest.raises(ValueError, match="dtype"):
         ICE(dtype="float16")
-    first = {"n_components": 4, "scope": "class", "max_iter": 200, "tol": 0.0, "candidates": 5}
+    first = {"n_components": 4, "scope": "class", "max_iter": 200, "tol": 0.0}
     torch_keys = {**first, "backend": "torch", "dtype": "float32"}
-    assert get_interpreter("ice", n_components=4, backend="torch").params() == torch_keys
-    # The sklearn backend keeps the first version's fit parameters (plus the evaluation's candidates).
-    assert get_interpreter("ice", n_components=4, backend="sklearn").params() == first
+    # params() is every field with its value; fit keys leave out the evaluation-only candidates.
+    torch_ice = get_interpreter("ice", n_components=4, backend="torch")
+    assert torch_ice.params() == {**first, "candidates": 5, "backend": "torch", "dtype": "float32"}
+    assert torch_ice.fit_params() == torch_keys
+    assert torch_ice.evaluation_params() == {**torch_keys, "candidates": 5}
+    # The sklearn backend keeps the first version's fit parameters.
+    assert get_interpreter("ice", n_components=4, backend="sklearn").fit_params() == first
     # auto (the default) is settled by the job's device before any fit is keyed: an unresolved auto never
     # shares a key with a backend; the CPU gets scikit-learn (the torch NMF is no faster there), CUDA torch.
     auto = get_interpreter("ice", n_components=4)
-    assert auto.params() == {**first, "backend": "auto", "dtype": "float32"}
+    assert auto.fit_params() == {**first, "backend": "auto", "dtype": "float32"}
     auto.bind(torch.device("cpu"))
-    assert auto.params() == first and auto.backend == "sklearn"
+    assert auto.fit_params() == first and auto.backend == "sklearn"
     on_gpu = get_interpreter("ice", n_components=4)
     on_gpu.bind(torch.device("cuda"))
-    assert on_gpu.params() == torch_keys
+    assert on_gpu.fit_params() == torch_keys
     for bad in (0, -1, True, "some", 2.5):
         with pytest.raises(ValueError, match="candidates"):
             ICE(candidates=bad)  # type: ignore[arg-type]

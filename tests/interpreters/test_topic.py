@@ -105,7 +105,7 @@ def test_topic_job_writes_complete_results(make_config: Callable[..., dict[str, 
     cfg = make_config(
         [
             "interpreter=topic",
-            "interpreter.params.steps=30",
+            "interpreter.steps=30",
             "selector=random",
             "ratio.percents=[10,50]",
             "metric.null_reference=false",

@@ -13,11 +13,7 @@ import pytest
 import torch
 from scipy.optimize import minimize
 from sklearn.linear_model import lars_path
-from torch import nn
-from torch.utils.data import Dataset, TensorDataset
 
-from coreset_interp.cache import ArtifactCache
-from coreset_interp.data.base import ImageDataset
 from coreset_interp.interpreters import InterpretContext, get_interpreter
 from coreset_interp.interpreters.vebi import VEBI, VEBIFit
 from coreset_interp.interpreters.vebi_lasso import LowerGram, accumulate_gram, positive_lasso_l1
@@ -29,9 +25,9 @@ from coreset_interp.interpreters.vebi_units import (
 )
 from coreset_interp.metrics.shape import angular_distance
 from coreset_interp.models import build_architecture
-from coreset_interp.models.activations import ActivationStore, extract_activations
 from coreset_interp.models.adapter import ModelAdapter
 from coreset_interp.selectors import get_selector
+from tests.helpers import CLASSES, SIZE, TinyNet, tiny_context
 
 # --------------------------------------------------------------------------------------- hooks, units
 
@@ -161,97 +157,10 @@ def test_lasso_reports_saturation_and_empty_targets() -> None:
 
 # --------------------------------------------------------------------- a network with known relevant units
 
-SIZE, CLASSES, N_TRAIN, N_VAL = 6, 3, 30, 12
-
-
-class _Tensors(ImageDataset):
-    """Two fixed splits of tensors."""
-
-    name = "tiny"
-    num_classes = CLASSES
-    class_names = [str(c) for c in range(CLASSES)]
-
-    def __init__(self, splits: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
-        self._splits = splits
-
-    def split(self, split: str) -> Dataset:
-        self.check_split(split)
-        return TensorDataset(*self._splits[split])
-
-    def labels(self, split: str) -> np.ndarray:
-        return self._splits[split][1].numpy()
-
-    def fingerprint(self) -> dict[str, Any]:
-        return {"name": self.name}
-
-
-class _TinyNet(nn.Module):
-    """conv1 copies input channel c to unit c (c < 3) and adds two constant units; conv2 mixes each class
-    channel with a constant, so only layer 1's channel c carries class c cleanly. One ReLU module is called
-    twice (as in ResNet blocks) and the head has a 2-D ReLU (skipped, as in VGG's classifier)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 5, 1)
-        self.conv2 = nn.Conv2d(5, 4, 1)
-        self.relu = nn.ReLU(inplace=True)
-        self.fc1 = nn.Linear(4, 4)
-        self.fc_relu = nn.ReLU()
-        self.fc2 = nn.Linear(4, CLASSES)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.zero_()
-            for c in range(3):
-                self.conv1.weight[c, c] = 1.0
-                self.conv2.weight[c, c] = 1.0
-                self.conv2.weight[c, 3] = 2.0
-                self.fc1.weight[c, c] = 1.0
-                self.fc2.weight[c, c] = 5.0  # sharp logits: a clear true-class probability
-            self.conv1.bias[3:] = 0.5
-            self.conv2.weight[3, 3] = 1.0
-        self.features = nn.Sequential(self.conv1, self.relu, self.conv2, self.relu)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), self.fc1, self.fc_relu, self.fc2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-
-def _images(n_per_class: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    xs, ys = [], []
-    for c in range(CLASSES):
-        x = 0.1 * torch.rand(n_per_class, 3, SIZE, SIZE, generator=gen)
-        x[:, c] += 1.0 + 0.2 * torch.rand(n_per_class, SIZE, SIZE, generator=gen)
-        xs.append(x)
-        ys.append(torch.full((n_per_class,), c, dtype=torch.int64))
-    return torch.cat(xs), torch.cat(ys)
-
 
 @pytest.fixture()
 def tiny(tmp_path: Path) -> InterpretContext:
-    gen = torch.Generator().manual_seed(0)
-    data = _Tensors({"train": _images(N_TRAIN, gen), "val": _images(N_VAL, gen)})
-    net = _TinyNet().eval()
-    adapter = ModelAdapter(net, net.features, net.head, "tiny").eval()
-    stores = {}
-    for split in ("train", "val"):
-        folder = tmp_path / split
-        folder.mkdir()
-        extract_activations(
-            adapter, data.split(split), folder, torch.device("cpu"), batch_size=16, progress=False
-        )
-        stores[split] = ActivationStore.open(folder)
-    assert np.mean(stores["val"].preds == stores["val"].labels) == 1.0
-    return InterpretContext(
-        model=adapter,
-        dataset=data,
-        train=stores["train"],
-        val=stores["val"],
-        device=torch.device("cpu"),
-        cache=ArtifactCache(tmp_path / "cache"),
-        model_key="tiny",
-        batch_size=16,
-        progress=False,
-    )
+    return tiny_context(tmp_path)
 
 
 def test_vebi_finds_the_unit_that_carries_the_class(tiny: InterpretContext) -> None:
@@ -322,7 +231,7 @@ def test_vebi_phi_is_zero_per_layer_when_both_fits_find_the_same_units(tiny: Int
     template = vebi.fit(tiny, np.arange(tiny.train.n), seed=0)
     a = _hand_fit(template, {c: [(0, c, 3.0), (1, c, 2.0), (1, 3, 1.0)] for c in range(CLASSES)})
     b = _hand_fit(template, {c: [(1, 3, 3.0), (1, c, 2.5), (0, c, 0.5)] for c in range(CLASSES)})
-    twin = _TinyNet().eval()
+    twin = TinyNet().eval()
     other = replace(tiny, model=ModelAdapter(twin, twin.features, twin.head, "tiny").eval())
     for c in range(CLASSES):
         idx = tiny.val.class_indices(c)
@@ -407,7 +316,7 @@ def test_vebi_job_writes_complete_results(
     from coreset_interp.pipeline import run
 
     # Two control draws instead of five keep the test short; the evaluation is otherwise the default.
-    overrides = ["interpreter=vebi", "interpreter.params.random_draws=2", "selector=random"]
+    overrides = ["interpreter=vebi", "interpreter.random_draws=2", "selector=random"]
     res = run(make_config([*overrides, "ratio.percents=[20]", "metric.null_reference=false"]))
     keys = {
         "accuracy",

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Subset
 
 from coreset_interp.cache import ArtifactCache
-from coreset_interp.models import model_spec
+from coreset_interp.models import get_model
 from coreset_interp.models.activations import ActivationStore, extract_activations
 from coreset_interp.pipeline import activations_for
 
@@ -123,7 +123,7 @@ def test_cache_key_follows_the_model_spec(digits_workspace, make_config, tmp_pat
     ws = digits_workspace
     cfg = make_config()
     cache = ArtifactCache(tmp_path / "cache")
-    mspec = model_spec(cfg["model"], ws.dataset)
+    mspec = get_model(**cfg["model"]).spec(ws.dataset)
     # The key hashes the specification only, so a fresh cache folder gives the session's key.
     store, key = activations_for(cache, ws.model, mspec, ws.dataset, "val", ws.device, cfg)
     assert key == ws.activation_keys["val"]
@@ -131,7 +131,7 @@ def test_cache_key_follows_the_model_spec(digits_workspace, make_config, tmp_pat
     again, key_again = activations_for(cache, ws.model, mspec, ws.dataset, "val", ws.device, cfg)
     assert key_again == key and [r.computed for r in cache.records] == [True, False]
     # Another model (here: another training seed) or another split: another key.
-    other = model_spec(make_config(["model.train.seed=1"])["model"], ws.dataset)
+    other = get_model(**make_config(["model.train.seed=1"])["model"]).spec(ws.dataset)
     assert other != mspec
     _, key_other = activations_for(cache, ws.model, other, ws.dataset, "val", ws.device, cfg)
     assert key_other != key

@@ -19,10 +19,10 @@ import torch
 from torch.utils.data import Subset, TensorDataset
 
 from coreset_interp.cache import ArtifactCache
-from coreset_interp.data import build_dataset
+from coreset_interp.data import get_dataset
 from coreset_interp.data.base import ImageDataset
 from coreset_interp.interpreters.vebi_units import extract_unit_features
-from coreset_interp.models import load_model, model_spec
+from coreset_interp.models import get_model
 from coreset_interp.models.activations import ActivationStore, chunk_key
 from coreset_interp.models.chunked import ChunkedRows
 from coreset_interp.models.extraction import (
@@ -74,10 +74,10 @@ def cli_setup(make_config: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     cfg = make_config([o for o in CLI if not o.startswith(("logger", "progress"))])
-    dataset = build_dataset(cfg["dataset"])
+    dataset = get_dataset(**cfg["dataset"])
     cache = ArtifactCache(tmp_path_factory.mktemp("reference"))
-    model, _ = load_model(cfg["model"], dataset, cache, torch.device("cpu"), progress=False)
-    mspec = model_spec(cfg["model"], dataset)
+    model, info = get_model(**cfg["model"]).load(dataset, cache, torch.device("cpu"), progress=False)
+    mspec = info["spec"]
     settings = ExtractSettings.from_config(cfg)
     stats: list[dict[str, Any]] = []
     store, key = ensure_store(
@@ -379,7 +379,7 @@ def test_vebi_job_extracts_once_per_split_and_model(
             "model.train.seed=1",
             "dataset.image_size=8",
             "interpreter=vebi",
-            "interpreter.params.random_draws=1",
+            "interpreter.random_draws=1",
             "selector=random",
             "ratio.percents=[50]",
         ],

@@ -149,7 +149,7 @@ def test_job_floor_seeds_heatmaps(make_config: Callable[..., dict[str, Any]], tm
         [
             "selector=random",
             "interpreter=ice",
-            "interpreter.params.max_iter=20",
+            "interpreter.max_iter=20",
             "ratio.percents=[10]",
             "selection_seeds=[0,1]",
             "metric.null_reference=true",

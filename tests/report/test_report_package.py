@@ -81,7 +81,7 @@ def test_fit_role_reads_the_cache_specs(tmp_path: Path) -> None:
 
 def test_report_logs_one_offline_wandb_run_through_the_tracker(tmp_path: Path) -> None:
     """A sweep whose jobs logged to W&B gets one offline report run (Table 1 and the figures) written by
-    :meth:`coreset_interp.tracking.WandbTracker.upload_report` into ``<report>/wandb``."""
+    :meth:`coreset_interp.trackers.wandb.WandbTracker.upload_report` into ``<report>/wandb``."""
     sweep = tmp_path / "sweep"
     for n, sel in enumerate(("random", "moderate")):
         write_job(sweep, str(n), payload("resnet18", sel, "ice", PHI, logger="wandb"))

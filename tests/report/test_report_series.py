@@ -57,8 +57,8 @@ def test_result_identity_keeps_every_value_that_can_change_a_number() -> None:
         "activation_dtype": "float16",
         "metric": {"alpha": 0.0, "null_reference": True, "table1_percents": [10]},
         "model": {"name": "resnet18", "train": {"seed": 1}},
-        "selector": {"name": "kcenter", "params": {"k": 5}},
-        "interpreter": {"name": "topic", "params": {"batch_size": 64, "working_set": 9, "new_knob": 1}},
+        "selector": {"name": "kcenter", "k": 5},
+        "interpreter": {"name": "topic", "batch_size": 64, "working_set": 9, "new_knob": 1},
     }
     ident = result_identity(config)
     assert ident == {
@@ -66,13 +66,13 @@ def test_result_identity_keeps_every_value_that_can_change_a_number() -> None:
         "extract.autocast": True,
         "device": "cpu",
         "interpreter.name": "topic",
-        "interpreter.params.batch_size": 64,
-        "interpreter.params.new_knob": 1,
+        "interpreter.batch_size": 64,
+        "interpreter.new_knob": 1,
         "metric.alpha": 0.0,
         "model.name": "resnet18",
         "model.train.seed": 1,
         "selector.name": "kcenter",
-        "selector.params.k": 5,
+        "selector.k": 5,
     }
     assert not can_change_a_number("parallel.n_jobs") and can_change_a_number("model.train.seed")
     assert "seed" in SERIES_EXCLUDED and "seed" not in NON_RESULT_KEYS and "cache.*" in NON_RESULT_KEYS
@@ -137,7 +137,7 @@ def test_multirun_over_alpha_gives_two_rows_and_two_fig4_series(
             "ratio.percents=[10,30]",
             "logger=none",
             "progress=false",
-            "interpreter.params.max_iter=20",
+            "interpreter.max_iter=20",
             "metric.null_reference=false",
             f"cache_dir={session_cache_dir}",
             f"hydra.sweep.dir={sweep}",

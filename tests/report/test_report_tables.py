@@ -55,7 +55,7 @@ def payload(
         "error": None,
         "config": {
             "seed": seed,
-            "selector": {"name": selector, "params": {}},
+            "selector": {"name": selector},
             "logger": {"name": logger},
             "metric": {"table1_percents": [10, 20, 30, 40, 50]},
         },

@@ -43,11 +43,13 @@ def test_every_registered_name_has_a_yaml_and_every_yaml_is_registered() -> None
 @pytest.mark.parametrize("name", NAMES)
 def test_yaml_builds_its_selector(name: str) -> None:
     cfg = yaml.safe_load((CONF_DIR / f"{name}.yaml").read_text())
-    assert set(cfg) == {"name", "params"}
+    # Flat: `name` plus the constructor's fields, each with its default written out.
     assert cfg["name"] == name
-    sel = get_selector(cfg["name"], **cfg["params"])
+    fields = {k: v for k, v in cfg.items() if k != "name"}
+    assert list(fields) == SELECTORS.fields(name)
+    sel = SELECTORS.build(cfg)
     assert sel.name == name
-    assert sel.params() == cfg["params"]
+    assert sel.params() == fields
 
 
 def test_unknown_name_lists_the_valid_names() -> None:

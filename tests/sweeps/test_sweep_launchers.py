@@ -22,8 +22,8 @@ TINY = [
     "logger=none",
     "progress=false",
     "interpreter=ice",
-    "interpreter.params.n_components=3",
-    "interpreter.params.max_iter=30",
+    "interpreter.n_components=3",
+    "interpreter.max_iter=30",
     "ratio.percents=[10,20]",
     "metric.null_reference=false",
 ]

@@ -57,9 +57,9 @@ def test_transfer_uses_resnet50_coresets_for_the_other_models() -> None:
     cfg = _compose(["experiment=transfer"])
     grid = _grid(cfg)
     assert cfg.selector.name == "transfer"
-    assert cfg.selector.params.source_model.name == "resnet50"
+    assert cfg.selector.source_model.name == "resnet50"
     assert set(grid["model"]) == {"resnet18", "vgg19"}
-    assert set(grid["selector.params.base"]) == {"random", "moderate", "dgpruning"}
+    assert set(grid["selector.base"]) == {"random", "moderate", "dgpruning"}
     assert set(grid["interpreter"]) == {"ice", "vebi"}
 
 

@@ -21,8 +21,8 @@ from coreset_interp.jobstate import code_version, completed_result, liveness
 from coreset_interp.report import load_results
 
 TINY = [
-    "logger=none", "progress=false", "interpreter=ice", "interpreter.params.n_components=3",
-    "interpreter.params.max_iter=30", "ratio.percents=[10]", "metric.null_reference=false",
+    "logger=none", "progress=false", "interpreter=ice", "interpreter.n_components=3",
+    "interpreter.max_iter=30", "ratio.percents=[10]", "metric.null_reference=false",
     "hydra.callbacks.report.enabled=false",
 ]  # fmt: skip
 ENV = {
