@@ -17,12 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
-import shutil
-import socket
 import time
-import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,15 +26,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coreset_interp.cache_fs import (
+    CacheDirError,
+    check_cache_dir,
+    discard,
+    publish,
+    tmp_owner_alive,
+)
 from coreset_interp.locks import (
     ArtifactLock,
     LockSettings,
     LockTimeoutError,
     parse_duration,
     probe_flock,
-    process_alive,
 )
-from coreset_interp.manifest import MANIFEST, verify_manifest, write_manifest
+from coreset_interp.manifest import verify_manifest
 
 __all__ = [
     "KINDS",
@@ -50,6 +52,7 @@ __all__ = [
     "LockTimeoutError",
     "check_cache_dir",
     "spec_key",
+    "tmp_owner_alive",
 ]
 
 ON_DAMAGED = ("rebuild", "error")
@@ -61,45 +64,6 @@ class DamagedArtifactError(RuntimeError):
 
 class DamagedArtifactWarning(UserWarning):
     """A cached artifact was damaged and is being rebuilt."""
-
-
-class CacheDirError(ValueError):
-    """The cache folder cannot be used (a file, read-only, not creatable)."""
-
-
-def check_cache_dir(root: Path, create: bool = False) -> Path:
-    """Fail early, in one line naming it, when the cache folder cannot hold artifacts. Without ``create``
-    a folder that does not exist yet is not created (a job that then fails validation leaves nothing
-    behind): its nearest existing parent must be a writable folder.
-
-    Args:
-        root: the cache folder.
-        create: create the folder (with its parents) and probe a real write in it.
-
-    Returns:
-        The folder.
-    """
-    root = Path(root)
-    if root.exists() and not root.is_dir():
-        raise CacheDirError(f"cache_dir {root} is a file, not a folder; set cache_dir to a folder")
-    if not root.exists() and not create:
-        parent = next(p for p in root.parents if p.exists())
-        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-            raise CacheDirError(
-                f"cache_dir {root} cannot be created ({parent} is not a writable folder); "
-                "set cache_dir to a writable folder"
-            )
-        return root
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".write-probe-{uuid.uuid4().hex[:8]}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise CacheDirError(
-            f"cache_dir {root} is not writable ({err.strerror or err}); set cache_dir to a writable folder"
-        ) from err
-    return root
 
 
 KINDS = (
@@ -192,13 +156,14 @@ class ArtifactCache:
         Returns:
             The cache (not yet checked: see :meth:`check`).
         """
-        block = dict(cfg.get("cache") or {})
+        # Indexed, not .get(key, default): conf/config.yaml is the one place these defaults live.
+        block = cfg["cache"]
         return cls(
             Path(cfg["cache_dir"]),
-            lock_timeout=parse_duration(block.get("lock_timeout", -1), "cache.lock_timeout"),
-            stale_after=parse_duration(block.get("stale_after", 600), "cache.stale_after"),
-            heartbeat=parse_duration(block.get("heartbeat", 30), "cache.heartbeat"),
-            on_damaged=str(block.get("on_damaged", "rebuild")),
+            lock_timeout=parse_duration(block["lock_timeout"], "cache.lock_timeout"),
+            stale_after=parse_duration(block["stale_after"], "cache.stale_after"),
+            heartbeat=parse_duration(block["heartbeat"], "cache.heartbeat"),
+            on_damaged=str(block["on_damaged"]),
         )
 
     def check(self) -> str:
@@ -268,7 +233,7 @@ class ArtifactCache:
             return final.is_dir()
         with self._lock(kind, key):
             if final.exists() and not self._usable(final, None, warned):
-                _discard(final, key)
+                discard(final, key)
         return False
 
     def lock(self, kind: str, key: str) -> ArtifactLock:
@@ -365,8 +330,8 @@ class ArtifactCache:
                     # Another job may have finished (or repaired) it while this one waited for the lock.
                     if not self._usable(final, validate, warned):
                         if final.exists():
-                            _discard(final, key)
-                        self._build(final, key, spec, compute)
+                            discard(final, key)
+                        publish(final, key, spec, compute)
                         self._verified.add(final)
                         computed = True
         finally:
@@ -377,32 +342,6 @@ class ArtifactCache:
         if record:
             self.records.append(ArtifactRecord(kind, key, computed, max(0.0, elapsed - inner)))
         return final, computed
-
-    @staticmethod
-    def _build(final: Path, key: str, spec: dict[str, Any], compute: Callable[[Path], None]) -> None:
-        """Compute an artifact into a temporary directory and rename it into place (lock held)."""
-        # Leftovers of killed writers on this host go; another host's may belong to a live job whose lock
-        # was broken (a stalled heartbeat), so they are left to `coreset-interp-cache gc`.
-        for stale in final.parent.glob(f".tmp-{key}-*"):
-            if tmp_owner_alive(stale) is not True:
-                shutil.rmtree(stale, ignore_errors=True)
-        tmp = final.parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}-{os.getpid()}@{socket.gethostname()}"
-        tmp.mkdir(parents=True)
-        try:
-            compute(tmp)
-            (tmp / "spec.json").write_text(json.dumps(spec, sort_keys=True, indent=1, default=str))
-            write_manifest(tmp)
-            _fsync_dir(tmp)
-            try:
-                os.replace(tmp, final)
-            except OSError:
-                # Another host built it too (its lock was broken, or flock is node-local): theirs counts.
-                if not (final / MANIFEST).is_file() or verify_manifest(final) is not None:
-                    raise
-            _fsync_path(final.parent)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
 
     def get_or_compute_pickle(
         self, kind: str, spec: dict[str, Any], compute: Callable[[], Any], *, record: bool = True
@@ -436,44 +375,3 @@ class ArtifactCache:
             return value[0], computed
         load(path)
         return value[0], computed
-
-
-def tmp_owner_alive(tmp: Path) -> bool | None:
-    """Whether the writer of a temporary artifact folder (``.tmp-<key>-<id>-<pid>@<host>``) still runs.
-
-    Args:
-        tmp: the temporary folder.
-
-    Returns:
-        True/False for a writer on this host, True for another host's (cannot be told; assumed alive),
-        None for a folder without an owner in its name.
-    """
-    owner = tmp.name.rsplit("-", 1)[-1]
-    if "@" not in owner:
-        return None
-    pid, host = owner.split("@", 1)
-    alive = process_alive({"host": host, "pid": pid})
-    return True if alive is None else alive
-
-
-def _discard(final: Path, key: str) -> None:
-    """Move a damaged artifact out of the way (lock held): one rename, then delete it."""
-    aside = final.parent / f".damaged-{key}-{uuid.uuid4().hex[:8]}"
-    os.replace(final, aside)
-    shutil.rmtree(aside, ignore_errors=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Flush the files of ``path`` to disk so that a rename never publishes half-written data."""
-    for child in path.rglob("*"):
-        if child.is_file():
-            _fsync_path(child)
-
-
-def _fsync_path(path: Path) -> None:
-    """Flush one file, or a directory's entries (so a rename survives a crash of the machine)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -9,20 +9,18 @@ input size only when drawn.
 Every job of a sweep picks the same val images (:func:`choose_images`: a seeded set per class that depends
 only on the val labels and ``viz`` config), computes H^i for the full-data fit and each rho's coreset fit,
 and saves them, small and float16, with the un-normalised input images in ``<job dir>/heatmaps.npz``
-(:func:`save_heatmaps`). ``coreset-interp-report`` then only assembles and colours the saved arrays
-(:mod:`coreset_interp.viz_heatmaps`); it needs no model.
+(:func:`save_heatmaps`, in :mod:`coreset_interp.heatmaps_io`). ``coreset-interp-report`` then only
+assembles and colours the saved arrays (:mod:`coreset_interp.viz_heatmaps`); it needs no model.
 
-VEBI's Fig. 8 (:func:`differing_units`, :func:`vebi_unit_panels`): the (class, unit) pairs a coreset fit
-found that the full-data fit did not, each unit's own activation map on the val images of its class where
-it fires most (largest sum), labelled with its layer (the ReLU call index L) and filter (channel F).
+VEBI's Fig. 8 (:func:`differing_units`, :func:`vebi_unit_panels`, in :mod:`coreset_interp.heatmaps_vebi`):
+the (class, unit) pairs a coreset fit found that the full-data fit did not, each unit's own activation map
+on the val images of its class where it fires most.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,12 +28,28 @@ import torch
 import torch.nn.functional as F
 
 from coreset_interp.data import ImageDataset
+from coreset_interp.heatmaps_io import HEATMAP_FILE, JobHeatmaps, load_heatmaps, save_heatmaps
+from coreset_interp.heatmaps_vebi import UnitPanel, differing_units, vebi_unit_panels
 from coreset_interp.interpreters import InterpretContext, Interpreter
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "HEATMAP_FILE",
+    "JobHeatmaps",
+    "UnitPanel",
+    "VizConfig",
+    "bilinear",
+    "choose_images",
+    "differing_units",
+    "display_images",
+    "fit_heatmaps",
+    "job_heatmaps",
+    "load_heatmaps",
+    "save_heatmaps",
+    "top_k_heatmap",
+    "vebi_unit_panels",
+]
 
-#: File name of a job's heatmap arrays (beside result.json).
-HEATMAP_FILE = "heatmaps.npz"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -223,104 +237,6 @@ def display_images(dataset: ImageDataset, indices: np.ndarray) -> np.ndarray:
     return np.stack(out)
 
 
-# ------------------------------------------------------------------------------------- VEBI (Fig. 8)
-def differing_units(fit_full: Any, fit_coreset: Any) -> list[tuple[int, int, float]]:
-    """The (class, unit) pairs of a coreset VEBI fit that the full-data fit did not find for that class.
-
-    Args:
-        fit_full: the full-data :class:`~coreset_interp.interpreters.vebi.VEBIFit`.
-        fit_coreset: a coreset's fit.
-
-    Returns:
-        (class, global unit index, coreset lasso weight), by decreasing weight.
-    """
-    out = []
-    for c, units in sorted(fit_coreset.units.items()):
-        full = set(np.asarray(fit_full.top(c)).tolist())
-        weights = fit_coreset.weights.get(c, np.zeros(len(units)))
-        for unit, weight in zip(np.asarray(units).tolist(), np.asarray(weights).tolist(), strict=True):
-            if unit not in full:
-                out.append((int(c), int(unit), float(weight)))
-    out.sort(key=lambda t: (-t[2], t[0], t[1]))
-    return out
-
-
-@dataclass
-class UnitPanel:
-    """One differing VEBI unit with its maps on the val images where it fires most.
-
-    Attributes:
-        cls: the class it is relevant to (in the coreset fit).
-        unit: global unit index.
-        layer: ReLU call index (L).
-        filter: channel within the call (F).
-        layer_key: the layer's readable name.
-        weight: its coreset lasso weight.
-        images: val indices, strongest first.
-        maps: (m, h, w) its activation maps on them, at the layer's resolution.
-    """
-
-    cls: int
-    unit: int
-    layer: int
-    filter: int
-    layer_key: str
-    weight: float
-    images: np.ndarray
-    maps: np.ndarray
-
-
-def vebi_unit_panels(
-    interp: Any, fit_full: Any, fit_coreset: Any, ctx: InterpretContext, max_units: int, per_unit: int
-) -> list[UnitPanel]:
-    """Fig. 8's data for one coreset fit.
-
-    Args:
-        interp: the VEBI interpreter (for :meth:`VEBI.unit_maps`).
-        fit_full: the full-data fit.
-        fit_coreset: the coreset fit.
-        ctx: the context.
-        max_units: at most this many units (largest coreset weight first).
-        per_unit: images per unit (its class's val images with the largest map sums).
-
-    Returns:
-        The panels.
-    """
-    panels = []
-    for c, unit, weight in differing_units(fit_full, fit_coreset)[: max(0, int(max_units))]:
-        idx = ctx.val.class_indices(c)
-        maps = interp.unit_maps(fit_coreset, ctx, idx, np.asarray([unit]))[:, 0]
-        order = np.argsort(-maps.reshape(len(idx), -1).sum(axis=1), kind="stable")[:per_unit]
-        calls, channels = fit_coreset.unit_positions(np.asarray([unit]))
-        layer = fit_coreset.layers[int(calls[0])]
-        panels.append(
-            UnitPanel(c, unit, int(calls[0]), int(channels[0]), layer.key, weight, idx[order], maps[order])
-        )
-    return panels
-
-
-# --------------------------------------------------------------------------------------- job arrays
-@dataclass
-class JobHeatmaps:
-    """What one job saves for the heatmap figures.
-
-    Attributes:
-        meta: dataset, model, selector, interpreter, k, percents, image labels, input size.
-        indices: the chosen val images.
-        full: (n, h, w) heatmaps of the full-data fit.
-        per_percent: percent -> (n, h, w) heatmaps of that rho's coreset fit.
-        images: val index -> (H, W, 3) uint8 un-normalised image (chosen images and VEBI panels').
-        vebi: percent -> the differing units' panels (VEBI only).
-    """
-
-    meta: dict[str, Any]
-    indices: np.ndarray
-    full: np.ndarray
-    per_percent: dict[int, np.ndarray] = field(default_factory=dict)
-    images: dict[int, np.ndarray] = field(default_factory=dict)
-    vebi: dict[int, list[UnitPanel]] = field(default_factory=dict)
-
-
 def job_heatmaps(
     cfg: dict[str, Any],
     interp: Interpreter,
@@ -373,79 +289,3 @@ def job_heatmaps(
     out.images = {int(i): pic for i, pic in zip(order.tolist(), pics, strict=True)}
     out.meta["input_size"] = list(pics.shape[1:3])
     return out
-
-
-def save_heatmaps(data: JobHeatmaps, folder: Path) -> Path:
-    """Write a job's heatmaps as ``<folder>/heatmaps.npz`` (float16 maps, uint8 images).
-
-    Args:
-        data: the arrays.
-        folder: the job folder.
-
-    Returns:
-        The file.
-    """
-    arrays: dict[str, np.ndarray] = {
-        "indices": data.indices,
-        "full": data.full.astype(np.float16),
-        "image_indices": np.asarray(sorted(data.images), dtype=np.int64),
-    }
-    arrays["images"] = np.stack([data.images[i] for i in arrays["image_indices"].tolist()])
-    for p, h in data.per_percent.items():
-        arrays[f"rho_{p}"] = h.astype(np.float16)
-    units_meta: dict[str, list[dict[str, Any]]] = {}
-    for p, panels in data.vebi.items():
-        units_meta[str(p)] = []
-        for j, panel in enumerate(panels):
-            arrays[f"vebi_{p}_{j}_maps"] = panel.maps.astype(np.float16)
-            arrays[f"vebi_{p}_{j}_images"] = panel.images.astype(np.int64)
-            units_meta[str(p)].append(
-                {
-                    "class": panel.cls,
-                    "unit": panel.unit,
-                    "layer": panel.layer,
-                    "filter": panel.filter,
-                    "layer_key": panel.layer_key,
-                    "weight": panel.weight,
-                }
-            )
-    meta = {**data.meta, "vebi_units": units_meta}
-    arrays["meta"] = np.asarray(json.dumps(meta))
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / HEATMAP_FILE
-    tmp = folder / (HEATMAP_FILE + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
-    return path
-
-
-def load_heatmaps(path: Path) -> JobHeatmaps:
-    """Read a job's ``heatmaps.npz``.
-
-    Args:
-        path: the file.
-
-    Returns:
-        The arrays (maps as float32).
-    """
-    with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(str(z["meta"]))
-        images = {int(i): z["images"][j] for j, i in enumerate(z["image_indices"].tolist())}
-        per = {int(k[4:]): z[k].astype(np.float32) for k in z.files if k.startswith("rho_")}
-        vebi: dict[int, list[UnitPanel]] = {}
-        for p, units in (meta.get("vebi_units") or {}).items():
-            vebi[int(p)] = [
-                UnitPanel(
-                    int(u["class"]),
-                    int(u["unit"]),
-                    int(u["layer"]),
-                    int(u["filter"]),
-                    str(u["layer_key"]),
-                    float(u["weight"]),
-                    z[f"vebi_{p}_{j}_images"],
-                    z[f"vebi_{p}_{j}_maps"].astype(np.float32),
-                )
-                for j, u in enumerate(units)
-            ]
-        return JobHeatmaps(meta, z["indices"], z["full"].astype(np.float32), per, images, vebi)

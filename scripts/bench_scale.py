@@ -52,6 +52,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-iter", type=int, default=200, help="ICE's NMF iterations")
     parser.add_argument("--gram-units", type=int, default=22720, help="VEBI units (ResNet50: 22720)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "sklearn"],
+        help="ICE's NMF backend (default torch: scikit-learn's fit of a full-size class takes minutes here)",
+    )
+    parser.add_argument(
+        "--speedup-from",
+        type=Path,
+        default=None,
+        help="take ice_torch_speedup from this scripts/bench_nmf.py --json file instead of timing it again",
+    )
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--skip-speedup", action="store_true", help="do not time the torch vs sklearn fit")
@@ -149,7 +161,9 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
             model_key="bench",
             progress=False,
         )
-        interp = get_interpreter("ice", n_components=args.components, max_iter=args.max_iter)
+        interp = get_interpreter(
+            "ice", n_components=args.components, max_iter=args.max_iter, backend=args.backend
+        )
         seconds: dict[str, float] = {}
         torch.set_num_threads(1)
         with PeakSampler() as sampler:
@@ -211,7 +225,7 @@ def planned(args: argparse.Namespace, classes: int, profile: Any) -> dict[str, f
         jpeg=False,
         act_bytes=2,
     )
-    params = {"n_components": args.components, "max_iter": args.max_iter, "backend": "sklearn"}
+    params = {"n_components": args.components, "max_iter": args.max_iter, "backend": args.backend}
     # The 10 % coreset's fit is priced beside the full one (ICE rounds every class's budget up).
     fit = pc.fit(profile, s, "ice", params, 1.0).seconds + pc.fit(profile, s, "ice", params, 0.1).seconds
     transform = pc.evaluation(profile, s, "ice", params).seconds
@@ -262,15 +276,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.child is not None:
         print(json.dumps(child(args)))
         return 0
-    from dataclasses import replace
+    from dataclasses import asdict, replace
 
     from coreset_interp import plan_costs as pc
 
-    print(f"load average at start {os.getloadavg()[0]:.1f}; calibrating the cost model ...", flush=True)
+    load_start = os.getloadavg()[0]
+    print(f"load average at start {load_start:.1f}; calibrating the cost model ...", flush=True)
     profile = replace(pc.calibrate(cores=1, archs=()), cores=1)
     sizes = (
         f"{args.train_per_class} train / {args.val_per_class} val per class, maps {args.d} x {args.hw} x "
-        f"{args.hw} float16, ICE r={args.components} x {args.max_iter} iterations, "
+        f"{args.hw} float16, ICE ({args.backend}) r={args.components} x {args.max_iter} iterations, "
         f"Gram units {args.gram_units}"
     )
     print(f"sizes: {sizes}; device {args.device}")
@@ -279,10 +294,11 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(classes)]
         for flag in ("train_per_class", "val_per_class", "d", "hw", "components", "max_iter", "gram_units"):
             cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
-        cmd += ["--device", args.device, "--workdir", str(args.workdir)]
+        cmd += ["--device", args.device, "--workdir", str(args.workdir), "--backend", args.backend]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
         r = json.loads(out.stdout.strip().splitlines()[-1])
         r["planned"] = planned(args, classes, profile)
+        r["load_after"] = os.getloadavg()[0]
         results.append(r)
         per_class = "  ".join(f"{k} {v / classes:.2f}" for k, v in r["seconds"].items())
         ratios = "  ".join(f"{k} {r['seconds'][k] / r['planned'][k]:.2f}" for k in STAGES)
@@ -297,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     plan_ratios = [r["seconds"][k] / r["planned"][k] for r in results for k in STAGES]
     summary: dict[str, Any] = {
         "sizes": sizes,
+        "backend": args.backend,
+        "load_start": load_start,
+        "profile": asdict(profile),
         "device": args.device,
         "classes": args.classes,
         "rss_ratio": last["peak_rss_anon"] / first["peak_rss_anon"],
@@ -307,9 +326,20 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
     }
     if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         # Written before the long side-by-side fit too, so a killed run keeps the scaling numbers.
         args.json.write_text(json.dumps({**summary, "ice_torch_speedup": None}, indent=1))
-    if args.skip_speedup:
+    if args.speedup_from is not None:
+        nmf = json.loads(args.speedup_from.read_text())
+        summary["ice_torch_speedup"] = nmf["ice_torch_speedup"]
+        runs = nmf["runs"]
+        note = (
+            f"from {args.speedup_from} (scripts/bench_nmf.py, one run): sklearn "
+            f"{runs['sklearn_1thread']['seconds']:.1f} s, {nmf['best_torch']} "
+            f"{runs[nmf['best_torch']]['seconds']:.1f} s per class, objective within "
+            f"{100 * nmf['objective_rel_diff']:.2f} %"
+        )
+    elif args.skip_speedup:
         summary["ice_torch_speedup"], note = None, "skipped (--skip-speedup)"
     else:
         summary["ice_torch_speedup"], note = ice_torch_speedup(args)
@@ -321,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{summary['plan_ratio_min']:.2f}-{summary['plan_ratio_max']:.2f} (target 0.5-2); "
         f"ice_torch_speedup {summary['ice_torch_speedup']} ({note})"
     )
-    print(f"load average at end {os.getloadavg()[0]:.1f}")
+    summary["load_end"] = os.getloadavg()[0]
+    print(f"load average at end {summary['load_end']:.1f}")
     if args.json is not None:
         args.json.write_text(json.dumps(summary, indent=1))
     return 0

@@ -15,18 +15,20 @@ results must agree within 1e-9 in cos; the script exits with status 1 if they do
 
 Usage:
     python scripts/bench_shape.py [--threads 1] [--sizes 2450x512 2450x2048 12250x512] [--repeats 3] \
-        [--device cpu]
+        [--device cpu] [--json scripts/results/bench_shape.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import math
 import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 DEFAULT_SIZES = ("2450x512", "2450x2048", "12250x512")
@@ -60,6 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per method; the best is kept")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="torch device of the torch path (default cpu)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the table and the load here")
     return parser.parse_args(argv)
 
 
@@ -200,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(header)
     ok = True
+    rows: list[dict[str, Any]] = []
+    load_start = os.getloadavg()[0]
     import torch
 
     torch.set_num_threads(args.threads)
@@ -207,6 +212,18 @@ def main(argv: list[str] | None = None) -> int:
         for n, d in args.sizes:
             r = bench_size(n, d, args)
             ok &= r["cos_diff"] <= COS_TOLERANCE
+            rows.append(
+                {
+                    "n": n,
+                    "d": d,
+                    **r,
+                    "speedup_one_off": r["baseline"] / r["one_off"],
+                    "speedup_per_comparison": r["baseline"] / r["per_comparison"],
+                    "speedup_torch_one_off": r["baseline"] / r["torch_one_off"],
+                    "speedup_torch_per_comparison": r["baseline"] / r["torch_per_comparison"],
+                    "load_after": os.getloadavg()[0],
+                }
+            )
             print(
                 f"{f'{n}x{d}':>11} {r['baseline']:>11.3f} {r['one_off']:>10.3f} {r['prepare_x']:>10.3f} "
                 f"{r['per_comparison']:>10.3f} {r['baseline'] / r['one_off']:>12.2f}x "
@@ -216,7 +233,22 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['cos_diff']:>10.1e} {r['distance']:>9.5f}",
                 flush=True,
             )
-    print(f"targets: base/one-off >= 1.5x, base/per-cmp >= 3x; load average at end {os.getloadavg()[0]:.1f}")
+    load_end = os.getloadavg()[0]
+    print(f"targets: base/one-off >= 1.5x, base/per-cmp >= 3x; load average at end {load_end:.1f}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        summary = {
+            "threads": args.threads,
+            "alpha": args.alpha,
+            "repeats": args.repeats,
+            "device": args.device,
+            "cos_tolerance": COS_TOLERANCE,
+            "agree": bool(ok),
+            "load_start": load_start,
+            "load_end": load_end,
+            "sizes": rows,
+        }
+        args.json.write_text(json.dumps(summary, indent=1))
     if not ok:
         print(f"FAIL: results differ from the baseline by more than {COS_TOLERANCE} in cos", file=sys.stderr)
         return 1

@@ -72,3 +72,17 @@ def test_failed_compute_leaves_no_artifact_and_no_temp_dir(tmp_path: Path) -> No
 def test_unknown_kind_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown artifact kind"):
         ArtifactCache(tmp_path).path("weights", "abc")
+
+
+def test_from_config_reads_the_cache_block_of_the_composed_config(tmp_path: Path) -> None:
+    from tests.conftest import compose_config
+
+    cfg = compose_config([f"cache_dir={tmp_path}", "cache.heartbeat=5s"])
+    cache = ArtifactCache.from_config(cfg)
+    # conf/config.yaml: lock_timeout 12h, stale_after 10m, on_damaged rebuild.
+    assert (cache.lock_timeout, cache.stale_after, cache.heartbeat) == (43200.0, 600.0, 5.0)
+    assert cache.on_damaged == "rebuild" and cache.root == tmp_path
+    # No second copy of the defaults in the code: a config without the key is an error.
+    del cfg["cache"]["heartbeat"]
+    with pytest.raises(KeyError, match="heartbeat"):
+        ArtifactCache.from_config(cfg)

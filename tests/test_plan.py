@@ -75,3 +75,44 @@ def test_bad_device_and_sweep_without_m(tmp_path: Path, capsys: pytest.CaptureFi
     assert "unknown plan.device 'tpu'" in capsys.readouterr().err
     assert plan.main([f"cache_dir={tmp_path}", "selector=random,moderate"]) == 2
     assert "add -m" in capsys.readouterr().err
+
+
+def test_job_units_per_stage_on_the_embedded_default(tmp_path: Path) -> None:
+    # The default job: a trained resnet18, 7 paper ratios, null reference and a 2-resample floor.
+    (name, cfg), *_ = plan.expand_sweep([f"cache_dir={tmp_path}"], multirun=False)
+    job = plan.plan_job(cfg, plan_costs.load_profile("cpu"), name)
+    per_stage = {stage: sum(u.stage == stage for u in job.units) for stage in plan.STAGES}
+    assert per_stage == {
+        "extraction passes": 2,
+        "selection": 7,
+        "fits": 8,
+        "evaluations": 8,
+        "comparisons": 1,
+        "null reference": 3,
+        "noise floor": 3,
+    }
+    # Keys are computed as the pipeline computes them (the embedded dataset is always present).
+    assert all(u.key is not None for u in job.units if u.kind is not None)
+    # Shared work has one identity per job: no two units of a job are the same work.
+    assert len({u.ident for u in job.units}) == len(job.units)
+
+
+def test_costs_read_every_interpreter_field_from_its_yaml() -> None:
+    from coreset_interp.registry import split_node
+
+    (_, cfg), *_ = plan.expand_sweep(["interpreter=topic"], multirun=False)
+    s = plan.shapes(cfg)
+    profile = plan_costs.load_profile("cpu")
+    params = split_node(cfg["interpreter"])[1]
+    assert plan_costs.fit(profile, s, "topic", params, 1.0).seconds > 0
+    # conf/interpreter is the one place the fields' defaults live: a missing one is an error, not 10.
+    del params["n_concepts"]
+    with pytest.raises(KeyError, match="n_concepts"):
+        plan_costs.fit(profile, s, "topic", params, 1.0)
+
+
+def test_plain_multirun_without_a_preset_sweep(tmp_path: Path) -> None:
+    # No experiment preset: the sweeper has no params node, only the comma list makes the sweep.
+    jobs = plan.expand_sweep([f"cache_dir={tmp_path}", "selector=random,moderate"], multirun=True)
+    assert [name for name, _ in jobs] == ["selector=random", "selector=moderate"]
+    assert [cfg["selector"]["name"] for _, cfg in jobs] == ["random", "moderate"]

@@ -19,7 +19,8 @@ Two accuracies (result keys):
 The Phi protocol (the paper's Sec. 3.3) stays per class: :meth:`ICE.maps` of class c's val images use
 R_c, by definition of the comparison.
 
-Two NMF backends solve the same problem: ``torch`` (:mod:`coreset_interp.linalg.nmf`, on the job's device)
+Two NMF backends solve the same problem: ``torch`` (:mod:`coreset_interp.linalg.nmf`, on the job's device,
+HALS on the initialisation's randomized sketch of the class on a CPU, HALS on the class itself on a GPU)
 and ``sklearn`` (scikit-learn's ``NMF``, the first version). Each class's NMF is a cached checkpoint of its
 own (kind ``fit``, keyed by the method's parameters, the seed, the train activations and the class's rows),
 so a killed fit resumes at its first unfinished class; classes run on ``ctx.n_jobs`` workers.
@@ -41,7 +42,7 @@ from threadpoolctl import threadpool_limits
 
 from coreset_interp.cache import spec_key
 from coreset_interp.interpreters.base import INTERPRETERS, FigureHook, InterpretContext, Interpreter
-from coreset_interp.linalg.nmf import fit_nmf, resolve_dtype
+from coreset_interp.linalg.nmf import default_solver, fit_nmf, resolve_dtype
 from coreset_interp.parallel import parallel_map
 
 log = logging.getLogger(__name__)
@@ -95,9 +96,11 @@ class ICE(Interpreter):
         candidates: classes tried per val image by the label-free ``accuracy``: the intact model's top-k
             among the fitted classes (an integer >= 1), or ``all`` (every fitted class, exact).
         backend: ``torch`` (on the job's device), ``sklearn``, or ``auto`` (torch on CUDA, scikit-learn on
-            the CPU: measured here, the torch NMF is no faster than scikit-learn's on CPU cores, 102 s against
-            99 s for one 63,700 x 2048 class, and slower on small classes; it pays on a GPU). ``auto`` is
-            resolved by :meth:`bind` (or at the first fit, from the context's device).
+            the CPU). On the CPU the torch NMF's sketched solver is 5x faster than scikit-learn's for one
+            63,700 x 2048 class (``scripts/bench_nmf.py``), objective within 0.2 %, but its components
+            differ more: on the embedded default Phi moved by up to 0.11 rad in a class, so ``auto`` keeps
+            scikit-learn (the first version's numbers) on the CPU. ``auto`` is resolved by :meth:`bind`
+            (or at the first fit, from the context's device).
         dtype: floating type of the torch backend (``float32`` or ``float64``).
     """
 
@@ -134,6 +137,8 @@ class ICE(Interpreter):
         self.tol = float(tol)
         self.dtype = dtype
         self.backend = backend
+        # The torch solver of the bound device (see bind); None until then.
+        self._solver: str | None = None
 
     def fit_params(self) -> dict[str, Any]:
         """Returns:
@@ -145,6 +150,9 @@ class ICE(Interpreter):
         if self.backend == "sklearn":
             params.pop("backend")
             params.pop("dtype")
+        elif self.backend == "torch" and self._solver is not None:
+            # Bound: the device's solver gives different components, so it is part of the fit's key.
+            params["solver"] = self._solver
         return params
 
     def bind(self, device: torch.device) -> None:
@@ -155,6 +163,9 @@ class ICE(Interpreter):
         """
         if self.backend == "auto":
             self.backend = "torch" if torch.device(device).type == "cuda" else "sklearn"
+        if self.backend == "torch":
+            # Sketched HALS on the CPU, HALS on X on a GPU (coreset_interp.linalg.nmf.default_solver).
+            self._solver = default_solver(device)
 
     def _fit_nmf(self, x: np.ndarray, seed: int, what: str, device: torch.device | str = "cpu") -> FittedNMF:
         r = min(self.n_components, x.shape[0], x.shape[1])
@@ -162,7 +173,14 @@ class ICE(Interpreter):
             log.warning("ice: %s has only %d positions x %d channels; using %d components", what, *x.shape, r)
         if self.backend == "torch":
             return fit_nmf(
-                x, r, max_iter=self.max_iter, tol=self.tol, seed=seed, device=device, dtype=self.dtype
+                x,
+                r,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                seed=seed,
+                device=device,
+                dtype=self.dtype,
+                solver=self._solver or default_solver(device),
             )
         nmf = NMF(n_components=r, init="nndsvda", max_iter=self.max_iter, tol=self.tol, random_state=seed)
         # One BLAS thread: a class's NMF is thousands of small products, where OpenBLAS's threads only

@@ -31,33 +31,29 @@ Accuracy: on the golden cases the cosine matches netrep within 3e-11 (netrep its
 
 ``prepare`` does everything that depends on one side only, so a side compared with many others (the
 full-data side of a class against many coresets) is whitened once.
+
+The algorithm itself is :mod:`coreset_interp.metrics.shape_core`, shared with the torch path
+(:mod:`coreset_interp.metrics.shape_torch`); this module supplies its numpy/scipy kernels and the checks.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg
-from scipy.linalg import blas
+
+from coreset_interp.metrics import shape_core as core
+from coreset_interp.metrics.shape_core import EIGENVALUE_FLOOR
 
 __all__ = ["EIGENVALUE_FLOOR", "PreparedSide", "angular_distance", "angular_distance_prepared", "prepare"]
 
-# netrep clips the scatter eigenvalues at this absolute value (not relative to the largest one).
-EIGENVALUE_FLOOR = 1e-7
-# Above this alpha netrep does not whiten at all; reproduce the switch exactly.
-_NO_WHITENING_ABOVE = 1.0 - 1e-7
-# Below this size a values-only SVD is cheap, so the Gram-matrix shortcut is not tried.
-_GRAM_MIN_SIZE = 64
-# Absolute eigenvalue error assumed for the Gram route, as a multiple of the largest eigenvalue: forming
-# M^T M and the symmetric eigensolver are each backward stable with errors of a few eps * ||M||^2.
-_GRAM_EIGENVALUE_ERROR = 8.0 * np.finfo(np.float64).eps
-# Accept the Gram route when its worst-case relative error on the nuclear norm is below this (the distance
-# must match the reference within 1e-9 in cos).
-_GRAM_TOLERANCE = 1e-11
-# ... and when its worst-case error in the distance itself is below this many radians.
-_NEAR_ZERO_DISTANCE_ERROR = 1e-8
+_OPS = core.NumpyOps()
+# The shared constants under the names the torch path and the tests have read from here.
+_NO_WHITENING_ABOVE = core.NO_WHITENING_ABOVE
+_GRAM_MIN_SIZE = core.GRAM_MIN_SIZE
+_GRAM_EIGENVALUE_ERROR = core.GRAM_EIGENVALUE_ERROR
+_GRAM_TOLERANCE = core.GRAM_TOLERANCE
+_NEAR_ZERO_DISTANCE_ERROR = core.NEAR_ZERO_DISTANCE_ERROR
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,54 +115,6 @@ def _as_matrix(X: np.ndarray, name: str) -> np.ndarray:
     return arr.astype(np.float64, copy=False)
 
 
-def _centre(X: np.ndarray) -> np.ndarray:
-    # Subtracting the first row before the mean makes constant columns exactly zero (a plain mean can be
-    # off by one rounding), so "zero variance" is an exact test, and it shrinks large offsets before the
-    # mean is taken. Both steps subtract a constant from each column, so the result is still X - mean(X).
-    Xc = X - X[0]
-    Xc -= Xc.mean(axis=0)
-    return Xc
-
-
-def _reduce_columns(Xc: np.ndarray) -> np.ndarray:
-    """Return an (n, min(n, d)) matrix equal to Xc times a matrix with orthonormal columns.
-
-    When n < d the scatter matrix has rank < n, and Xc = R^T Q^T with Q^T Q = I, so R^T carries the same
-    scatter spectrum in n columns. Householder QR is backward stable, so the small singular values (which
-    whitening amplifies) stay accurate to rounding of the largest one, unlike those taken from a Gram matrix.
-    """
-    n, d = Xc.shape
-    if n >= d:
-        return Xc
-    # Xc.T is a Fortran-ordered view, so LAPACK factors it in place without a copy.
-    (R,) = scipy.linalg.qr(Xc.T, mode="r", overwrite_a=True, check_finite=False)
-    return np.ascontiguousarray(R[:n].T)
-
-
-def _whiten(Xr: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-    """Partially whiten centred data in the eigenbasis of its scatter matrix; also return column norms."""
-    if alpha > _NO_WHITENING_ABOVE:
-        return Xr, np.sqrt(np.einsum("ij,ij->j", Xr, Xr))
-    # dsyrk on the Fortran view of the C-ordered data computes Xr^T Xr (upper triangle) without copies and
-    # with half the flops of a general product.
-    scatter = blas.dsyrk(1.0, Xr.T, trans=0, lower=0)
-    if not np.isfinite(scatter).all():
-        raise ValueError("values too large: the scatter matrix overflows float64")
-    eigvals, eigvecs = scipy.linalg.eigh(
-        scatter, lower=False, overwrite_a=True, check_finite=False, driver="evd"
-    )
-    rotated = Xr @ eigvecs
-    # Re-measure each eigenvalue as the squared norm of Xr v_i (a Rayleigh quotient taken from the data,
-    # not from the scatter matrix). eigh's eigenvalues carry an absolute error of ~eps * lam_max, which the
-    # 1/sqrt(lam) weights amplify for ill-conditioned data; the re-measured ones are accurate like squared
-    # singular values of Xr, which is what brings golden case 040 from ~6e-10 to ~4e-11 in cos.
-    eigvals = np.einsum("ij,ij->j", rotated, rotated)
-    weights = alpha + (1.0 - alpha) / np.sqrt(np.maximum(eigvals, EIGENVALUE_FLOOR))
-    rotated *= weights
-    # The final V^T rotation of the formula is dropped: the distance does not see it.
-    return rotated, np.sqrt(eigvals) * weights
-
-
 def prepare(X: np.ndarray, alpha: float = 0.5) -> PreparedSide:
     """Centre and partially whiten one representation once, for many comparisons.
 
@@ -187,95 +135,17 @@ def prepare(X: np.ndarray, alpha: float = 0.5) -> PreparedSide:
 
 def _prepare_valid(X: np.ndarray, alpha: float) -> PreparedSide:
     """``prepare`` for input that has already been validated."""
-    Xc = _centre(X)
-    if not Xc.any():
-        empty = np.zeros((Xc.shape[0], 0))
-        empty.setflags(write=False)
-        return PreparedSide(whitened=empty, norm=0.0, alpha=alpha, column_norms=empty[0])
-    whitened, column_norms = _whiten(_reduce_columns(Xc), alpha)
-    norm = float(np.linalg.norm(whitened))
-    if not math.isfinite(norm):
-        raise ValueError("values too large: the whitened data's norm overflows float64")
-    column_norms = np.sort(column_norms)[::-1]
-    for array in (whitened, column_norms):
-        array.setflags(write=False)
-    return PreparedSide(whitened=whitened, norm=norm, alpha=alpha, column_norms=column_norms)
-
-
-def _canonical_order(a: PreparedSide, b: PreparedSide) -> tuple[PreparedSide, PreparedSide]:
-    # Rounding in the product and the SVD depends on which side comes first, and arccos turns a 1e-16
-    # change of a cosine near 1 into ~1e-8 radians. A fixed order makes d(X, Y) == d(Y, X) exactly.
-    key_a = (a.whitened.shape[1], a.norm)
-    key_b = (b.whitened.shape[1], b.norm)
-    if key_a != key_b:
-        return (a, b) if key_a < key_b else (b, a)
-    # Same width and norm: only a byte-level tie-break is order independent; equal bytes are equal sides.
-    return (a, b) if a.whitened.tobytes() <= b.whitened.tobytes() else (b, a)
-
-
-def _svd_nuclear_norm(M: np.ndarray) -> float:
-    try:
-        singular_values = scipy.linalg.svd(M, compute_uv=False, check_finite=False)
-    except np.linalg.LinAlgError:
-        # The divide-and-conquer driver very rarely fails to converge; QR iteration is the robust fallback.
-        singular_values = scipy.linalg.svd(M, compute_uv=False, check_finite=False, lapack_driver="gesvd")
-    return float(singular_values.sum())
-
-
-def _gram_error_bound(singular_values: np.ndarray) -> float:
-    """Worst-case error of sum(singular_values) when they come from eigenvalues of the Gram matrix."""
-    delta = _GRAM_EIGENVALUE_ERROR * float(singular_values.max()) ** 2
-    # sqrt(mu + delta) - sqrt(mu) = delta / (sqrt(mu + delta) + sqrt(mu)), summed as if all errors aligned.
-    return float(np.sum(delta / (np.sqrt(singular_values**2 + delta) + singular_values)))
-
-
-def _gram_route_promising(norms_a: np.ndarray, norms_b: np.ndarray) -> bool:
-    """Cheap guess whether the Gram route will pass its accuracy check for the cross product of two sides.
-
-    The products of the two sides' singular values (sorted alike) are the cross product's singular values
-    when the sides are aligned; misalignment only spreads them further (Horn's inequalities). If even
-    those fail the bound, computing the Gram matrix and its eigenvalues would be wasted work.
-    """
-    width = min(norms_a.size, norms_b.size)
-    if width < _GRAM_MIN_SIZE:
-        return False
-    aligned = norms_a[:width] * norms_b[:width]
-    total = float(aligned.sum())
-    return total > 0.0 and _gram_error_bound(aligned) <= _GRAM_TOLERANCE * total
+    return PreparedSide(**core.prepare_fields(_OPS, X, alpha))
 
 
 def _gram_nuclear_norm(M: np.ndarray) -> tuple[float, float]:
-    """Sum of the singular values of M from its smaller Gram matrix, and a worst-case bound on its error.
-
-    A values-only SVD spends most of its time in a memory-bound bidiagonalisation (~3.5 s for 2048 x 2048
-    on one core); the Gram matrix plus a symmetric eigensolver takes about a quarter of that. But each Gram
-    eigenvalue mu_i carries an absolute error of order eps * mu_max, so sqrt(mu_i) is only accurate for
-    singular values well above sqrt(eps) * sigma_max; the caller decides from the bound whether to trust it.
-    """
-    rows, cols = M.shape
-    # M is C-ordered, so M.T is its Fortran view: syrk forms M^T M (trans=0) or M M^T (trans=1) in place.
-    gram = blas.dsyrk(1.0, M.T, trans=0 if cols <= rows else 1, lower=0)
-    eigvals = scipy.linalg.eigvalsh(gram, lower=False, overwrite_a=True, check_finite=False, driver="evd")
-    if float(eigvals[-1]) <= 0.0:
-        return 0.0, 0.0
-    singular_values = np.sqrt(np.maximum(eigvals, 0.0))
-    return float(singular_values.sum()), _gram_error_bound(singular_values)
+    """Sum of M's singular values from its Gram matrix and the error bound (see ``shape_core``)."""
+    return core.gram_nuclear_norm(_OPS, M)
 
 
-def _cosine(first: PreparedSide, second: PreparedSide) -> float:
-    """Cosine of the angular distance between two sides with variance, in canonical order."""
-    cross = first.whitened.T @ second.whitened
-    if _gram_route_promising(first.column_norms, second.column_norms):
-        nuclear, error_bound = _gram_nuclear_norm(cross)
-        # Divide one norm at a time so that very large sides cannot overflow the denominator.
-        cosine = nuclear / first.norm / second.norm
-        relative_error = error_bound / nuclear if nuclear > 0.0 else math.inf
-        # arccos amplifies an error in cos by 1 / sin(d), which is large for nearly equivalent sides: there
-        # the Gram route must be exact to ~1e-8 rad as well, which in practice sends such pairs to the SVD.
-        near_zero_limit = _NEAR_ZERO_DISTANCE_ERROR * math.sqrt(2.0 * max(1.0 - cosine, 0.0))
-        if relative_error <= min(_GRAM_TOLERANCE, near_zero_limit):
-            return cosine
-    return _svd_nuclear_norm(cross) / first.norm / second.norm
+def _gram_route_promising(norms_a: np.ndarray, norms_b: np.ndarray) -> bool:
+    """Whether the Gram route may pass its accuracy check (see ``shape_core``)."""
+    return core.gram_route_promising(_OPS, norms_a, norms_b)
 
 
 def angular_distance_prepared(prepared_x: PreparedSide, prepared_y: PreparedSide) -> float:
@@ -305,10 +175,7 @@ def angular_distance_prepared(prepared_x: PreparedSide, prepared_y: PreparedSide
         raise ValueError(
             f"prepared sides have different row (sample) counts: {prepared_x.n_rows} and {prepared_y.n_rows}"
         )
-    if not (prepared_x.has_variance and prepared_y.has_variance):
-        return math.nan
-    cosine = _cosine(*_canonical_order(prepared_x, prepared_y))
-    return math.acos(min(1.0, max(-1.0, cosine)))
+    return core.distance(_OPS, prepared_x, prepared_y)
 
 
 def angular_distance(X: np.ndarray, Y: np.ndarray, alpha: float = 0.5) -> float:

@@ -1,9 +1,9 @@
 """The shape metric of :mod:`coreset_interp.metrics.shape` in float64 torch, on any device.
 
-Same formula, same shortcuts and the same accuracy safeguards as the numpy path (see that module's
-docstring): QR reduction when n < d, whitening in the scatter matrix's eigenbasis with eigenvalues
-re-measured on the data, and the nuclear norm of the cross product from the eigenvalues of its Gram matrix
-when a worst-case error bound allows it, otherwise from a values-only SVD. Everything stays on the tensor's
+The same code as the numpy path (:mod:`coreset_interp.metrics.shape_core`, with torch kernels): QR
+reduction when n < d, whitening in the scatter matrix's eigenbasis with eigenvalues re-measured on the
+data, and the nuclear norm of the cross product from the eigenvalues of its Gram matrix when a worst-case
+error bound allows it, otherwise from a values-only SVD. Everything stays on the tensor's
 device, so on a GPU the per-class eigh/SVD problems never round-trip through the host; only the scalars
 (norms, the bound, the distance) are read back.
 
@@ -13,22 +13,13 @@ this one against it and against the golden cases.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from coreset_interp.metrics.shape import (
-    _GRAM_EIGENVALUE_ERROR,
-    _GRAM_MIN_SIZE,
-    _GRAM_TOLERANCE,
-    _NEAR_ZERO_DISTANCE_ERROR,
-    _NO_WHITENING_ABOVE,
-    EIGENVALUE_FLOOR,
-    _as_matrix,
-    _check_alpha,
-)
+from coreset_interp.metrics import shape_core as core
+from coreset_interp.metrics.shape import _as_matrix, _check_alpha
 
 __all__ = [
     "TorchPreparedSide",
@@ -90,35 +81,6 @@ def _to_tensor(X: np.ndarray | torch.Tensor, name: str, device: torch.device | s
     return torch.as_tensor(arr, dtype=torch.float64, device=device)
 
 
-def _centre(X: torch.Tensor) -> torch.Tensor:
-    # As in the numpy path: subtracting the first row first makes constant columns exactly zero.
-    Xc = X - X[0]
-    return Xc - Xc.mean(dim=0)
-
-
-def _reduce_columns(Xc: torch.Tensor) -> torch.Tensor:
-    n, d = Xc.shape
-    if n >= d:
-        return Xc
-    R = torch.linalg.qr(Xc.T, mode="r").R
-    return R[:n].T.contiguous()
-
-
-def _whiten(Xr: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
-    if alpha > _NO_WHITENING_ABOVE:
-        return Xr, torch.linalg.vector_norm(Xr, dim=0)
-    scatter = Xr.T @ Xr
-    if not bool(torch.isfinite(scatter).all()):
-        raise ValueError("values too large: the scatter matrix overflows float64")
-    _, eigvecs = torch.linalg.eigh(scatter)
-    rotated = Xr @ eigvecs
-    # Eigenvalues re-measured on the data (see the numpy path: accurate like squared singular values).
-    eigvals = (rotated * rotated).sum(dim=0)
-    weights = alpha + (1.0 - alpha) / torch.sqrt(torch.clamp(eigvals, min=EIGENVALUE_FLOOR))
-    rotated = rotated * weights
-    return rotated, torch.sqrt(eigvals) * weights
-
-
 def prepare_torch(
     X: np.ndarray | torch.Tensor, alpha: float = 0.5, device: torch.device | str | None = None
 ) -> TorchPreparedSide:
@@ -139,69 +101,80 @@ def prepare_torch(
     return _prepare_valid(_to_tensor(X, "X", device), alpha)
 
 
+class TorchOps:
+    """The kernels of the torch path (float64 on the tensors' device; only scalars are read back)."""
+
+    @staticmethod
+    def centre(X: torch.Tensor) -> torch.Tensor:
+        # As in the numpy path: subtracting the first row first makes constant columns exactly zero.
+        Xc = X - X[0]
+        return Xc - Xc.mean(dim=0)
+
+    @staticmethod
+    def qr_r(Xc: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.qr(Xc.T, mode="r").R[: Xc.shape[0]].T.contiguous()
+
+    @staticmethod
+    def scatter(Xr: torch.Tensor) -> torch.Tensor:
+        return Xr.T @ Xr
+
+    @staticmethod
+    def eigvecs(scatter: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.eigh(scatter)[1]
+
+    @staticmethod
+    def gram_eigvals(M: torch.Tensor) -> torch.Tensor:
+        rows, cols = M.shape
+        return torch.linalg.eigvalsh(M.T @ M if cols <= rows else M @ M.T)
+
+    @staticmethod
+    def svd_sum(M: torch.Tensor) -> float:
+        return float(torch.linalg.svdvals(M).sum())
+
+    sqrt = staticmethod(torch.sqrt)
+
+    @staticmethod
+    def col_sq(A: torch.Tensor) -> torch.Tensor:
+        return (A * A).sum(dim=0)
+
+    @staticmethod
+    def clamp_min(a: torch.Tensor, low: float) -> torch.Tensor:
+        return torch.clamp(a, min=low)
+
+    @staticmethod
+    def finite(a: torch.Tensor) -> bool:
+        return bool(torch.isfinite(a).all())
+
+    @staticmethod
+    def any(a: torch.Tensor) -> bool:
+        return bool(a.any())
+
+    @staticmethod
+    def norm(a: torch.Tensor) -> float:
+        return float(torch.linalg.norm(a))
+
+    @staticmethod
+    def sort_desc(a: torch.Tensor) -> torch.Tensor:
+        return torch.sort(a, descending=True).values
+
+    @staticmethod
+    def empty_like_rows(Xc: torch.Tensor) -> torch.Tensor:
+        return torch.zeros((Xc.shape[0], 0), dtype=torch.float64, device=Xc.device)
+
+    @staticmethod
+    def freeze(a: torch.Tensor) -> torch.Tensor:
+        return a
+
+    @staticmethod
+    def tobytes(a: torch.Tensor) -> bytes:
+        return a.cpu().numpy().tobytes()
+
+
+_OPS = TorchOps()
+
+
 def _prepare_valid(X: torch.Tensor, alpha: float) -> TorchPreparedSide:
-    Xc = _centre(X)
-    if not bool(Xc.any()):
-        empty = torch.zeros((Xc.shape[0], 0), dtype=torch.float64, device=Xc.device)
-        return TorchPreparedSide(whitened=empty, norm=0.0, alpha=alpha, column_norms=empty[0])
-    whitened, column_norms = _whiten(_reduce_columns(Xc), alpha)
-    norm = float(torch.linalg.norm(whitened))
-    if not math.isfinite(norm):
-        raise ValueError("values too large: the whitened data's norm overflows float64")
-    column_norms = torch.sort(column_norms, descending=True).values
-    return TorchPreparedSide(whitened=whitened, norm=norm, alpha=alpha, column_norms=column_norms)
-
-
-def _canonical_order(
-    a: TorchPreparedSide, b: TorchPreparedSide
-) -> tuple[TorchPreparedSide, TorchPreparedSide]:
-    key_a = (a.whitened.shape[1], a.norm)
-    key_b = (b.whitened.shape[1], b.norm)
-    if key_a != key_b:
-        return (a, b) if key_a < key_b else (b, a)
-    bytes_a = a.whitened.cpu().numpy().tobytes()
-    bytes_b = b.whitened.cpu().numpy().tobytes()
-    return (a, b) if bytes_a <= bytes_b else (b, a)
-
-
-def _gram_error_bound(singular_values: torch.Tensor) -> float:
-    delta = _GRAM_EIGENVALUE_ERROR * float(singular_values.max()) ** 2
-    return float(torch.sum(delta / (torch.sqrt(singular_values**2 + delta) + singular_values)))
-
-
-def _gram_route_promising(norms_a: torch.Tensor, norms_b: torch.Tensor) -> bool:
-    width = min(norms_a.numel(), norms_b.numel())
-    if width < _GRAM_MIN_SIZE:
-        return False
-    aligned = norms_a[:width] * norms_b[:width]
-    total = float(aligned.sum())
-    return total > 0.0 and _gram_error_bound(aligned) <= _GRAM_TOLERANCE * total
-
-
-def _gram_nuclear_norm(M: torch.Tensor) -> tuple[float, float]:
-    rows, cols = M.shape
-    gram = M.T @ M if cols <= rows else M @ M.T
-    eigvals = torch.linalg.eigvalsh(gram)
-    if float(eigvals[-1]) <= 0.0:
-        return 0.0, 0.0
-    singular_values = torch.sqrt(torch.clamp(eigvals, min=0.0))
-    return float(singular_values.sum()), _gram_error_bound(singular_values)
-
-
-def _svd_nuclear_norm(M: torch.Tensor) -> float:
-    return float(torch.linalg.svdvals(M).sum())
-
-
-def _cosine(first: TorchPreparedSide, second: TorchPreparedSide) -> float:
-    cross = first.whitened.T @ second.whitened
-    if _gram_route_promising(first.column_norms, second.column_norms):
-        nuclear, error_bound = _gram_nuclear_norm(cross)
-        cosine = nuclear / first.norm / second.norm
-        relative_error = error_bound / nuclear if nuclear > 0.0 else math.inf
-        near_zero_limit = _NEAR_ZERO_DISTANCE_ERROR * math.sqrt(2.0 * max(1.0 - cosine, 0.0))
-        if relative_error <= min(_GRAM_TOLERANCE, near_zero_limit):
-            return cosine
-    return _svd_nuclear_norm(cross) / first.norm / second.norm
+    return TorchPreparedSide(**core.prepare_fields(_OPS, X, alpha))
 
 
 def angular_distance_prepared_torch(prepared_x: TorchPreparedSide, prepared_y: TorchPreparedSide) -> float:
@@ -234,10 +207,7 @@ def angular_distance_prepared_torch(prepared_x: TorchPreparedSide, prepared_y: T
         raise ValueError(
             f"prepared sides are on different devices: {prepared_x.device} and {prepared_y.device}"
         )
-    if not (prepared_x.has_variance and prepared_y.has_variance):
-        return math.nan
-    cosine = _cosine(*_canonical_order(prepared_x, prepared_y))
-    return math.acos(min(1.0, max(-1.0, cosine)))
+    return core.distance(_OPS, prepared_x, prepared_y)
 
 
 def angular_distance_torch(

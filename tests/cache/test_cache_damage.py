@@ -25,20 +25,21 @@ def _truncate(path: Path, keep: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def val_source(digits_workspace: Any, make_config: Any) -> tuple[Any, dict[str, Any], Any]:
-    """The trained digits model, its spec and a small split of digits (90 val images: a quick extraction)."""
+def val_source(digits_workspace: Any, make_config: Any) -> tuple[Any, dict[str, Any], Any, dict[str, Any]]:
+    """The trained digits model, its spec, a small split of digits (90 val images: a quick extraction) and
+    the composed job config of the extraction (one in-process batch, no progress bar)."""
     from coreset_interp.data.digits import DigitsDataset
     from coreset_interp.models import get_model
 
     small = DigitsDataset(image_size=32, val_fraction=0.05, split_seed=0)
-    return digits_workspace, get_model(**make_config()["model"]).spec(digits_workspace.dataset), small
+    cfg = make_config(["batch_size=256", "num_workers=0", "progress=false"])
+    return digits_workspace, get_model(**cfg["model"]).spec(digits_workspace.dataset), small, cfg
 
 
-def _val_activations(source: tuple[Any, dict[str, Any], Any], cache: ArtifactCache) -> Any:
+def _val_activations(source: tuple[Any, dict[str, Any], Any, dict[str, Any]], cache: ArtifactCache) -> Any:
     from coreset_interp.pipeline import activations_for
 
-    ws, mspec, small = source
-    cfg = {"batch_size": 256, "num_workers": 0, "progress": False}
+    ws, mspec, small, cfg = source
     store, key = activations_for(cache, ws.model, mspec, small, "val", ws.device, cfg)
     return store, cache.path("activations", key)
 

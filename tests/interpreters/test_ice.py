@@ -118,14 +118,17 @@ def test_bad_parameters_and_empty_classes(synthetic: InterpretContext) -> None:
     # The sklearn backend keeps the first version's fit parameters.
     assert get_interpreter("ice", n_components=4, backend="sklearn").fit_params() == first
     # auto (the default) is settled by the job's device before any fit is keyed: an unresolved auto never
-    # shares a key with a backend; the CPU gets scikit-learn (the torch NMF is no faster there), CUDA torch.
+    # shares a key with a backend; the CPU gets scikit-learn (it keeps the first version's numbers), CUDA
+    # torch. A bound torch backend keys its device's solver (sketched HALS on the CPU, HALS on a GPU).
     auto = get_interpreter("ice", n_components=4)
     assert auto.fit_params() == {**first, "backend": "auto", "dtype": "float32"}
     auto.bind(torch.device("cpu"))
     assert auto.fit_params() == first and auto.backend == "sklearn"
     on_gpu = get_interpreter("ice", n_components=4)
     on_gpu.bind(torch.device("cuda"))
-    assert on_gpu.fit_params() == torch_keys
+    assert on_gpu.fit_params() == {**torch_keys, "solver": "hals"}
+    torch_ice.bind(torch.device("cpu"))
+    assert torch_ice.fit_params() == {**torch_keys, "solver": "sketched"}
     for bad in (0, -1, True, "some", 2.5):
         with pytest.raises(ValueError, match="candidates"):
             ICE(candidates=bad)  # type: ignore[arg-type]

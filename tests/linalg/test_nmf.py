@@ -33,9 +33,12 @@ def low_rank() -> np.ndarray:
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("max_iter", [200])
-def test_objective_within_one_percent_of_sklearn(low_rank: np.ndarray, dtype: str, max_iter: int) -> None:
+@pytest.mark.parametrize("solver", ["sketched", "hals"])
+def test_objective_within_one_percent_of_sklearn(
+    low_rank: np.ndarray, dtype: str, max_iter: int, solver: str
+) -> None:
     ref = _sklearn(low_rank.astype(dtype), 8, max_iter)
-    ours = fit_nmf(low_rank, 8, max_iter=max_iter, dtype=dtype)
+    ours = fit_nmf(low_rank, 8, max_iter=max_iter, dtype=dtype, solver=solver)
     assert ours.components_.dtype == np.dtype(dtype) and ours.components_.shape == (8, 80)
     assert np.all(ours.components_ >= 0) and ours.n_iter_ == max_iter and ours.n_components_ == 8
     assert abs(ours.reconstruction_err_ - ref.reconstruction_err_) <= 0.01 * ref.reconstruction_err_
@@ -90,8 +93,8 @@ def test_nnls_of_an_exact_product_recovers_it() -> None:
 
 
 def test_blocked_single_pass_sweep_equals_two_pass_sweep(low_rank: np.ndarray) -> None:
-    one = fit_nmf(low_rank, 8, max_iter=30, dtype="float64", block_bytes=0)
-    blocked = fit_nmf(low_rank, 8, max_iter=30, dtype="float64", block_bytes=64 * 80 * 8)
+    one = fit_nmf(low_rank, 8, max_iter=30, dtype="float64", block_bytes=0, solver="hals")
+    blocked = fit_nmf(low_rank, 8, max_iter=30, dtype="float64", block_bytes=64 * 80 * 8, solver="hals")
     np.testing.assert_allclose(blocked.components_, one.components_, rtol=1e-9, atol=1e-12)
 
 
@@ -123,3 +126,18 @@ def test_digits_class_activations_within_one_percent_of_sklearn(digits_context) 
     ref = _sklearn(x, 10, 200)
     ours = fit_nmf(x, 10, max_iter=200)
     assert abs(ours.reconstruction_err_ - ref.reconstruction_err_) <= 0.01 * ref.reconstruction_err_
+
+
+def test_sketched_solver_is_the_cpu_default_and_far_cheaper_per_sweep(low_rank: np.ndarray) -> None:
+    from coreset_interp.linalg.nmf import default_solver
+
+    assert default_solver("cpu") == "sketched" and default_solver("cuda") == "hals"
+    auto = fit_nmf(low_rank, 8, max_iter=50, dtype="float64")
+    sketched = fit_nmf(low_rank, 8, max_iter=50, dtype="float64", solver="sketched")
+    exact = fit_nmf(low_rank, 8, max_iter=50, dtype="float64", solver="hals")
+    np.testing.assert_array_equal(auto.components_, sketched.components_)
+    # Different iterates (the sketch is rank 18 of 80 columns), the same objective to well within 1 %.
+    assert not np.allclose(sketched.components_, exact.components_, rtol=1e-6)
+    assert abs(sketched.reconstruction_err_ / exact.reconstruction_err_ - 1) < 0.002
+    with pytest.raises(ValueError, match="solver"):
+        fit_nmf(low_rank, 8, solver="mu")

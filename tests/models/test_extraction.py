@@ -411,3 +411,20 @@ def test_worker_processes_give_the_same_store(
     np.testing.assert_array_equal(np.asarray(workers.maps), np.asarray(inline.maps))
     np.testing.assert_array_equal(workers.g, inline.g)
     np.testing.assert_array_equal(workers.labels, inline.labels)
+
+
+def test_settings_read_every_key_from_the_composed_config() -> None:
+    from tests.conftest import compose_config
+
+    cfg = compose_config(
+        ["extract.chunk_size=100", "batch_size=7", "extract.num_shards=3", "extract.shard=2"]
+    )
+    s = ExtractSettings.from_config(cfg)
+    assert (s.chunk_size, s.batch_size, s.shard, s.num_shards) == (100, 7, 2, 3)
+    # conf/config.yaml's values: num_workers auto, autocast and channels_last on, progress on.
+    defaults = (s.num_workers, s.autocast, s.channels_last, s.progress, s.require_complete)
+    assert defaults == ("auto", True, True, True, False)
+    # conf/ is the one place the defaults live: a config without a key is an error, not 8192.
+    del cfg["extract"]["chunk_size"]
+    with pytest.raises(KeyError, match="chunk_size"):
+        ExtractSettings.from_config(cfg)

@@ -177,3 +177,19 @@ def test_job_floor_seeds_heatmaps(make_config: Callable[..., dict[str, Any]], tm
     data = load_heatmaps(tmp_path / "job" / "heatmaps.npz")
     assert data.full.shape == (4, 2, 2) and set(data.per_percent) == {10}
     assert (tmp_path / "job" / "figures" / "heatmaps.png").is_file()
+
+
+def test_checks_read_their_switches_from_the_config_without_defaults() -> None:
+    from coreset_interp.reality import cascade, noise_floor
+
+    # Switched off in the config: nothing runs (the interpreter and context are never touched).
+    off = {"floor": False, "floor_resamples": 2, "cascade": False}
+    assert noise_floor({"metric": off}, None, None, 0, 0.5) is None  # type: ignore[arg-type]
+    assert cascade(None, {"metric": off}, None, None, None, 0, 0.5) is None  # type: ignore[arg-type]
+    # conf/metric/default.yaml is the one place the defaults live: a missing switch is an error.
+    with pytest.raises(KeyError, match="floor"):
+        noise_floor({"metric": {}}, None, None, 0, 0.5)  # type: ignore[arg-type]
+    with pytest.raises(KeyError, match="cascade"):
+        cascade(None, {"metric": {}}, None, None, None, 0, 0.5)  # type: ignore[arg-type]
+    with pytest.raises(KeyError, match="seed"):
+        selection_seeds({"selection_seeds": None})

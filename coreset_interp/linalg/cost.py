@@ -1,0 +1,52 @@
+"""Operation counts of the torch NMF (:mod:`coreset_interp.linalg.nmf`, its default ``sketched`` solver), for
+the planner (:mod:`coreset_interp.plan_costs`), whose profiles hold the two per-device constants.
+"""
+
+from __future__ import annotations
+
+from coreset_interp.linalg.nmf import SKETCH_OVERSAMPLES
+from coreset_interp.linalg.sketch import auto_power_iterations
+
+
+def nmf_units(rows: float, d: float, r: int) -> tuple[float, float]:
+    """Multiply-adds of one sketched fit: (the sketch and the final objective, one sweep).
+
+    The sketch (k = r + 10 columns, 7 power iterations) is 16 products of X with an n x k or d x k matrix,
+    the objective one rows x d x r product plus a few passes over X; a sweep works on the sketch only,
+    (rows + d) r (2 k + r).
+
+    Args:
+        rows: rows of X.
+        d: columns.
+        r: components.
+
+    Returns:
+        (multiply-adds paid once, multiply-adds per sweep).
+    """
+    k = min(rows, d, r + SKETCH_OVERSAMPLES)
+    power = auto_power_iterations(r, int(rows), int(d))
+    return rows * d * ((2 * power + 2) * k + r + 4), (rows + d) * r * (2 * k + r)
+
+
+def nmf_seconds(
+    unit: float, sweep_latency: float, rows: float, d: float, r: int, iters: int, fit: bool = True
+) -> float:
+    """Seconds of one torch NMF fit (or, ``fit=False``, one transform with fixed components).
+
+    Args:
+        unit: seconds per multiply-add of the products with X on the device.
+        sweep_latency: fixed seconds per sweep (its ~4 r short kernels).
+        rows: rows of X.
+        d: columns.
+        r: components.
+        iters: sweeps.
+        fit: a fit (sketch + sweeps + objective) or a transform (one rows x d x r product, then sweeps on
+            W only: r^2 per row and half the fit's short kernels).
+
+    Returns:
+        Estimated seconds.
+    """
+    if fit:
+        once, sweep = nmf_units(rows, d, r)
+        return unit * (once + iters * sweep) + iters * sweep_latency
+    return unit * rows * r * (d + iters * r) + iters * sweep_latency / 2
