@@ -199,6 +199,22 @@ class ArtifactCache:
         """
         return self.path(kind, key).is_dir()
 
+    def spec(self, kind: str, key: str) -> dict[str, Any] | None:
+        """The spec an artifact was published with, for tools that describe artifacts (the report).
+
+        Args:
+            kind: artifact kind.
+            key: artifact key.
+
+        Returns:
+            Its ``spec.json``, or None when the artifact is absent or the file unreadable.
+        """
+        try:
+            spec = json.loads((self.path(kind, key) / "spec.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return spec if isinstance(spec, dict) else None
+
     def sound(self, kind: str, key: str) -> bool:
         """Whether an artifact is published and passes its manifest, for callers that read its files
         without :meth:`get_or_compute` (the chunks of an activation store). A damaged one is set aside

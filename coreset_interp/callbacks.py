@@ -40,7 +40,7 @@ class ReportCallback(Callback):
         """
         if not self.enabled:
             return
-        from coreset_interp.report import build_report
+        from coreset_interp.report.build import build_report
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         try:

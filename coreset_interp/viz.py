@@ -2,8 +2,11 @@
 
 Everything is drawn with matplotlib's object-oriented API on :class:`~matplotlib.figure.Figure` objects
 (no ``pyplot``), so no global figure registry or backend switch is involved and the functions are safe in
-worker processes. The sweep figures take :class:`Series`, one per configuration (dataset, model, selector,
-interpreter and every other value that can change a number), as built by :mod:`coreset_interp.report`.
+worker processes. The sweep figures take :class:`~coreset_interp.report.series.Series`, one per
+configuration (dataset, model, selector, interpreter and every other value that can change a number), as
+built by :mod:`coreset_interp.report`. What a method adds (VEBI's units per layer, the intact model as
+Fig. 2's reference) comes from the hook it declares (:class:`~coreset_interp.interpreters.base.FigureHook`),
+so no figure names a method.
 
 Encoding (the paper's): colour = model, marker = selector, one panel per interpreter; the full-data
 reference is a solid horizontal line in the model's colour.
@@ -13,14 +16,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+
+from coreset_interp.report import keys as K
+
+if TYPE_CHECKING:
+    from coreset_interp.report.series import Series
 
 INTERPRETER_ORDER = ("ice", "topic", "vebi")
 INTERPRETER_LABELS = {"ice": "ICE", "topic": "Topic-based", "vebi": "VEBI"}
@@ -38,64 +45,6 @@ _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
 DPI = 110
 # Hollow markers keep every selector visible where curves coincide.
 _HOLLOW: dict[str, Any] = {"lw": 1, "ms": 7, "mfc": "none", "mew": 1.4}
-
-
-@dataclass
-class Series:
-    """The aggregated results of one configuration over rho (see :mod:`coreset_interp.identity`).
-
-    Attributes:
-        dataset: dataset name.
-        model: model name.
-        selector: selector label (``base<-source`` for transfer coresets).
-        interpreter: interpreter name.
-        points: percent -> metric name -> value (averaged over seeds and repeated jobs).
-        full: full-data reference metrics (``accuracy``, ``fit_seconds``, ...).
-        model_accuracy: the intact model's val accuracy.
-        null_phi: Phi against the same architecture with random weights (None when not computed).
-        vebi: percent -> {``units``: layer -> count, ``coverage``: layer -> value} for VEBI.
-        full_vebi_units: layer -> count of the full-data VEBI fit.
-        jobs: the job folders that contributed.
-        variant: ``key=value, ...`` of the config values that set this series apart from others of the
-            same (dataset, model, selector, interpreter); empty when there is none.
-        identity: every config value that can change its numbers (dotted key -> value).
-    """
-
-    dataset: str
-    model: str
-    selector: str
-    interpreter: str
-    points: dict[int, dict[str, float]] = field(default_factory=dict)
-    full: dict[str, float] = field(default_factory=dict)
-    model_accuracy: float | None = None
-    null_phi: float | None = None
-    vebi: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
-    full_vebi_units: dict[str, float] = field(default_factory=dict)
-    jobs: list[str] = field(default_factory=list)
-    variant: str = ""
-    identity: dict[str, Any] = field(default_factory=dict)
-    # Noise floor and null as {"floor"|"null": {"mean", "se"}} (coreset_interp.viz_reality.series_bands).
-    reality: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        """The row and legend label: the selector, with the variant in brackets when there is one."""
-        return f"{self.selector} [{self.variant}]" if self.variant else self.selector
-
-    def curve(self, metric: str) -> tuple[list[int], list[float]]:
-        """Args:
-            metric: a key of the rho entries (e.g. ``accuracy``, ``angular_distance``).
-
-        Returns:
-            (percents, values) for the percents where the metric is a finite number.
-        """
-        xs, ys = [], []
-        for p in sorted(self.points):
-            v = self.points[p].get(metric)
-            if v is not None and math.isfinite(v):
-                xs.append(p)
-                ys.append(v)
-        return xs, ys
 
 
 def ordered(names: Iterable[str], order: Sequence[str]) -> list[str]:
@@ -117,8 +66,13 @@ def _base_selector(label: str) -> str:
     return label.split(" [")[0].split("<-")[0]
 
 
-def _styles(series: Sequence[Series]) -> tuple[dict[str, str], dict[str, str]]:
-    """Colour per model and marker per series label (keyed by :attr:`Series.label`)."""
+def styles(series: Sequence[Series]) -> tuple[dict[str, str], dict[str, str]]:
+    """Args:
+        series: the series of one figure.
+
+    Returns:
+        Colour per model and marker per series label (keyed by :attr:`Series.label`).
+    """
     models = ordered((s.model for s in series), ())
     selectors = ordered((s.label for s in series), SELECTOR_ORDER)
     colors = {m: _COLORS[i % len(_COLORS)] for i, m in enumerate(models)}
@@ -152,7 +106,14 @@ def _panels(n: int, height: float = 3.6, width: float = 4.2) -> tuple[Figure, li
     return fig, list(axes)
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Args:
+        fig: a finished figure.
+        path: the PNG (its folder is created).
+
+    Returns:
+        ``path``.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)
     return path
@@ -184,42 +145,42 @@ def accuracy_figure(series: Sequence[Series], path: Path) -> Path | None:
     Returns:
         The PNG path, or None when there is nothing to plot.
     """
-    groups = _group([s for s in series if s.curve("accuracy")[0]])
+    groups = _group([s for s in series if s.curve(K.ACCURACY)[0]])
     if not groups:
         return None
-    colors, markers = _styles([s for g in groups.values() for s in g])
+    colors, markers = styles([s for g in groups.values() for s in g])
     fig, axes = _panels(len(groups))
-    true_drawn = False
+    true_drawn = intact_drawn = False
     for ax, (interp, group) in zip(axes, groups.items(), strict=True):
         full_drawn: set[str] = set()
         for s in group:
-            xs, ys = s.curve("accuracy")
+            xs, ys = s.curve(K.ACCURACY)
             ax.plot(xs, [100 * y for y in ys], color=colors[s.model], marker=markers[s.label], **_HOLLOW)
-            tx, ty = s.curve("accuracy_true_class")
+            tx, ty = s.curve(K.ACCURACY_TRUE_CLASS)
             if tx:
                 # ICE's number that reads each image's label, drawn faintly beside the label-free one.
                 ax.plot(tx, [100 * y for y in ty], color=colors[s.model], lw=0.8, ls="--", alpha=0.6)
                 true_drawn = True
-            if s.model not in full_drawn and s.full.get("accuracy") is not None:
-                ax.axhline(100 * s.full["accuracy"], color=colors[s.model], lw=1.8)
+            if s.model not in full_drawn and s.full.get(K.ACCURACY) is not None:
+                ax.axhline(100 * s.full[K.ACCURACY], color=colors[s.model], lw=1.8)
                 full_drawn.add(s.model)
-            if s.model_accuracy is not None and interp in ("vebi", "ice"):
-                # VEBI's accuracy is after ablating the relevant units, ICE's reconstruction is judged
-                # against the model: the intact model is the reference.
+            if s.model_accuracy is not None and s.hook.intact_reference:
                 ax.axhline(100 * s.model_accuracy, color=colors[s.model], lw=1, ls=":")
+                intact_drawn = True
         _percent_axis(ax, [p for s in group for p in s.points])
         # Accuracy cannot exceed 100 %: do not let the automatic margin suggest it can.
         ax.set_ylim(top=min(ax.get_ylim()[1], 100.5))
         ax.set_title(INTERPRETER_LABELS.get(interp, interp))
-        ax.set_ylabel("accuracy (%)" + (" after ablation" if interp == "vebi" else ""))
+        suffix = next((s.hook.accuracy_label for s in group if s.hook.accuracy_label), "")
+        ax.set_ylabel("accuracy (%)" + (f" {suffix}" if suffix else ""))
     extra = [Line2D([], [], color="0.3", lw=1.8, label="full data (100 %)")]
-    if "vebi" in groups or "ice" in groups:
+    if intact_drawn:
         extra.append(Line2D([], [], color="0.3", lw=1, ls=":", label="intact model"))
     if true_drawn:
         extra.append(Line2D([], [], color="0.3", lw=0.8, ls="--", label="ICE true class (sees the label)"))
     _legend(fig, colors, markers, extra)
     fig.suptitle("Accuracy on the relevant features vs coreset size (Fig. 2)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def phi_figure(series: Sequence[Series], path: Path) -> Path | None:
@@ -234,17 +195,17 @@ def phi_figure(series: Sequence[Series], path: Path) -> Path | None:
     """
     from coreset_interp.viz_reality import reference_bands, seed_band
 
-    groups = _group([s for s in series if s.curve("angular_distance")[0]])
+    groups = _group([s for s in series if s.curve(K.PHI)[0]])
     if not groups:
         return None
-    colors, markers = _styles([s for g in groups.values() for s in g])
+    colors, markers = styles([s for g in groups.values() for s in g])
     fig, axes = _panels(len(groups))
     null_drawn = False
     for ax, (interp, group) in zip(axes, groups.items(), strict=True):
         nulls: dict[str, float] = {}
         top = 0.0
         for s in group:
-            xs, ys = s.curve("angular_distance")
+            xs, ys = s.curve(K.PHI)
             ax.plot(xs, ys, color=colors[s.model], marker=markers[s.label], **_HOLLOW)
             seed_band(ax, s, colors[s.model])
             top = max([top, *ys])
@@ -272,7 +233,7 @@ def phi_figure(series: Sequence[Series], path: Path) -> Path | None:
         extra.append(Patch(color="0.3", alpha=0.15, hatch="//", label="null band (± s.e.)"))
     _legend(fig, colors, markers, extra)
     fig.suptitle("Similarity of coreset and full-data relevant features, lower = closer (Fig. 4)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def cost_figure(series: Sequence[Series], path: Path) -> Path | None:
@@ -290,7 +251,7 @@ def cost_figure(series: Sequence[Series], path: Path) -> Path | None:
     """
     pairs: dict[tuple[str, str], list[Series]] = {}
     for s in series:
-        if s.curve("fit_seconds")[0]:
+        if s.curve(K.FIT_SECONDS)[0]:
             pairs.setdefault((s.model, s.interpreter), []).append(s)
     if not pairs:
         return None
@@ -301,13 +262,13 @@ def cost_figure(series: Sequence[Series], path: Path) -> Path | None:
     fig, (ax_t, ax_s) = _panels(2, width=4.6)
     all_p: set[int] = set()
     for (model, interp), group in pairs.items():
-        fit = _mean_curves(group, "fit_seconds")
-        speed = _mean_curves(group, "speedup")
+        fit = _mean_curves(group, K.FIT_SECONDS)
+        speed = _mean_curves(group, K.SPEEDUP)
         xs = sorted(fit)
         all_p.update(xs)
         style = {"color": icolor[interp], "ls": mstyle[model], "marker": "o", "ms": 4}
         ax_t.plot(xs, [fit[p] for p in xs], **style)
-        full = [s.full.get("fit_seconds") for s in group if s.full.get("fit_seconds")]
+        full = [s.full.get(K.FIT_SECONDS) for s in group if s.full.get(K.FIT_SECONDS)]
         if full:
             ax_t.axhline(float(np.mean(full)), color=icolor[interp], ls=mstyle[model], lw=0.8, alpha=0.6)
         sx = sorted(speed)
@@ -324,7 +285,7 @@ def cost_figure(series: Sequence[Series], path: Path) -> Path | None:
     handles += [Line2D([], [], color="0.3", ls=mstyle[m], label=m) for m in models]
     fig.legend(handles=handles, loc="outside right center", frameon=False, fontsize=9)
     fig.suptitle("Interpretation cost vs coreset size (Sec. 4.6)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _mean_curves(group: Sequence[Series], metric: str) -> dict[int, float]:
@@ -335,99 +296,6 @@ def _mean_curves(group: Sequence[Series], metric: str) -> dict[int, float]:
     return {p: float(np.mean(v)) for p, v in acc.items()}
 
 
-def vebi_figure(series: Sequence[Series], path: Path, percent: int | None = None) -> Path | None:
-    """The paper's Fig. 3: VEBI's relevant units per layer and their coverage of the full-data units.
-
-    One row per model: left, units per layer for each selector (and the full data); right, the
-    percentage of each layer's coreset units that the full data also finds, one row per selector.
-
-    Args:
-        series: aggregated results (only VEBI series with per-layer data are used).
-        path: PNG to write.
-        percent: the rho (in %) to show; None = the smallest available one of 10..50, else the smallest.
-
-    Returns:
-        The PNG path, or None when no VEBI series carries per-layer data.
-    """
-    vebi = [s for s in series if s.vebi]
-    if not vebi:
-        return None
-    models = ordered((s.model for s in vebi), ())
-    available = sorted({p for s in vebi for p in s.vebi})
-    if percent is None or percent not in available:
-        preferred = [p for p in available if 10 <= p <= 50]
-        percent = (preferred or available)[0]
-    _, markers = _styles(vebi)
-    fig = Figure(figsize=(13, 3.8 * len(models)), layout="constrained", dpi=DPI)
-    axes = fig.subplots(len(models), 2, squeeze=False, width_ratios=[1, 1.3])
-    for row, model in enumerate(models):
-        ax_u, ax_c = axes[row]
-        group = [s for s in vebi if s.model == model and percent in s.vebi]
-        order = ordered([x.label for x in group], SELECTOR_ORDER)
-        group.sort(key=lambda s: order.index(s.label))
-        layers = _layer_order(group)
-        x = np.arange(len(layers))
-        for s in group:
-            units = s.vebi[percent].get("units", {})
-            ax_u.plot(
-                x,
-                [units.get(layer, 0) for layer in layers],
-                marker=markers[s.label],
-                lw=1,
-                label=s.label,
-            )
-        full = next((s.full_vebi_units for s in group if s.full_vebi_units), None)
-        if full:
-            ax_u.plot(x, [full.get(layer, 0) for layer in layers], color="k", lw=1.8, label="full data")
-        ax_u.set_xticks(x, _short(layers), rotation=90, fontsize=7)
-        ax_u.set_ylabel("relevant units")
-        ax_u.set_title(f"{model}: units per layer at rho = {percent} %")
-        ax_u.legend(fontsize=8, frameon=False)
-        ax_u.grid(alpha=0.3)
-        matrix = np.full((len(group), len(layers)), np.nan)
-        for i, s in enumerate(group):
-            # Coverage is in percent; None (no coreset unit in the layer) stays blank.
-            cov = s.vebi[percent].get("coverage", {})
-            for j, layer in enumerate(layers):
-                if finite_number(cov.get(layer)) is not None:
-                    matrix[i, j] = float(cov[layer])
-        im = ax_c.imshow(matrix, vmin=0, vmax=100, cmap="viridis", aspect="auto")
-        for (i, j), v in np.ndenumerate(matrix):
-            if math.isfinite(v):
-                ax_c.text(
-                    j,
-                    i,
-                    f"{v:.0f}",
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if v < 60 else "black",
-                )
-        ax_c.set_xticks(x, _short(layers), rotation=90, fontsize=7)
-        ax_c.set_yticks(np.arange(len(group)), [s.label for s in group], fontsize=8)
-        ax_c.set_title(f"{model}: coverage of full-data units (%), blank = no units")
-        fig.colorbar(im, ax=ax_c, shrink=0.8)
-    fig.suptitle("VEBI: relevant units per layer and intersection coverage (Fig. 3)")
-    return _save(fig, path)
-
-
-def _layer_order(group: Sequence[Series]) -> list[str]:
-    layers: list[str] = []
-    for s in group:
-        for entry in s.vebi.values():
-            for layer in list(entry.get("units", {})) + list(entry.get("coverage", {})):
-                if layer not in layers:
-                    layers.append(layer)
-        for layer in s.full_vebi_units:
-            if layer not in layers:
-                layers.append(layer)
-    return layers
-
-
-def _short(layers: Sequence[str], width: int = 18) -> list[str]:
-    return [name if len(name) <= width else "…" + name[-(width - 1) :] for name in layers]
-
-
 def job_figures(payload: dict[str, Any], folder: Path) -> dict[str, Path]:
     """The figures of one finished job, for its folder and its W&B run.
 
@@ -436,58 +304,58 @@ def job_figures(payload: dict[str, Any], folder: Path) -> dict[str, Path]:
         folder: the job's output folder (figures go to ``<folder>/figures``).
 
     Returns:
-        name -> PNG path (``summary``, and ``vebi_units`` when the job carries VEBI per-layer data).
+        name -> PNG path (``summary``, and ``vebi_units`` when its method declares per-layer keys
+        (:class:`~coreset_interp.interpreters.base.FigureHook`) and the job has them).
     """
-    entries = [e for e in payload.get("ratios") or [] if isinstance(e, dict) and "percent" in e]
+    entries = [e for e in payload.get(K.RATIOS) or [] if isinstance(e, dict) and K.PERCENT in e]
     if not entries:
         return {}
     out: dict[str, Path] = {}
-    xs = [int(e["percent"]) for e in entries]
-    full = payload.get("full") or {}
+    xs = [int(e[K.PERCENT]) for e in entries]
+    full = payload.get(K.FULL) or {}
     fig, (ax_a, ax_p, ax_t) = _panels(3, height=3.3, width=4.0)
-    acc = [finite_number(e.get("accuracy")) for e in entries]
+    acc = [finite_number(e.get(K.ACCURACY)) for e in entries]
     ax_a.plot(xs, [100 * a if a is not None else np.nan for a in acc], marker="o", label="coreset")
-    if finite_number(full.get("accuracy")) is not None:
-        ax_a.axhline(100 * full["accuracy"], color="k", lw=1.5, label="full data")
-    if finite_number(payload.get("model_accuracy")) is not None:
-        ax_a.axhline(100 * payload["model_accuracy"], color="0.5", lw=1, ls=":", label="intact model")
+    if finite_number(full.get(K.ACCURACY)) is not None:
+        ax_a.axhline(100 * full[K.ACCURACY], color="k", lw=1.5, label="full data")
+    if finite_number(payload.get(K.MODEL_ACCURACY)) is not None:
+        ax_a.axhline(100 * payload[K.MODEL_ACCURACY], color="0.5", lw=1, ls=":", label="intact model")
     ax_a.set_ylabel("accuracy (%)")
     ax_a.legend(fontsize=8, frameon=False)
-    phi = [finite_number(e.get("angular_distance")) for e in entries]
+    phi = [finite_number(e.get(K.PHI)) for e in entries]
     ax_p.plot(xs, [v if v is not None else np.nan for v in phi], marker="o", color="C1", label="mean")
     lo, hi = _per_class_band(entries)
     ax_p.fill_between(xs, lo, hi, color="C1", alpha=0.2, label="class range")
     ax_p.set_ylim(bottom=0)
     ax_p.set_ylabel("angular distance Phi (rad)")
     ax_p.legend(fontsize=8, frameon=False)
-    fit = [finite_number(e.get("fit_seconds")) for e in entries]
+    fit = [finite_number(e.get(K.FIT_SECONDS)) for e in entries]
     ax_t.plot(xs, [v if v is not None else np.nan for v in fit], marker="o", color="C2", label="coreset fit")
-    if finite_number(full.get("fit_seconds")):
-        ax_t.axhline(full["fit_seconds"], color="k", lw=1.5, label="full-data fit")
+    if finite_number(full.get(K.FIT_SECONDS)):
+        ax_t.axhline(full[K.FIT_SECONDS], color="k", lw=1.5, label="full-data fit")
     ax_t.set_yscale("log")
     ax_t.set_ylabel("fit time (s)")
     ax_t.legend(fontsize=8, frameon=False)
     for ax in (ax_a, ax_p, ax_t):
         _percent_axis(ax, xs)
-    name = " / ".join(str(payload.get(k, "?")) for k in ("model", "selector", "interpreter"))
+    name = " / ".join(str(payload.get(k, "?")) for k in (K.MODEL, K.SELECTOR, K.INTERPRETER))
     fig.suptitle(name)
-    out["summary"] = _save(fig, Path(folder) / "figures" / "summary.png")
-    if any(isinstance(e.get("vebi_units_per_layer"), dict) for e in entries):
+    out["summary"] = save_figure(fig, Path(folder) / "figures" / "summary.png")
+    from coreset_interp.report.series import Series, figure_hook, layer_data
+    from coreset_interp.viz_layers import layer_figure
+
+    hook = figure_hook(str(payload.get(K.INTERPRETER, "")))
+    if layers := layer_data(entries, hook):
         series = Series(
-            str(payload.get("dataset", "")),
-            str(payload.get("model", "")),
-            str(payload.get("selector", "")),
-            "vebi",
-            vebi={
-                int(e["percent"]): {
-                    "units": dict(e.get("vebi_units_per_layer") or {}),
-                    "coverage": dict(e.get("vebi_coverage_per_layer") or {}),
-                }
-                for e in entries
-            },
-            full_vebi_units=dict(full.get("vebi_units_per_layer") or {}),
+            str(payload.get(K.DATASET, "")),
+            str(payload.get(K.MODEL, "")),
+            str(payload.get(K.SELECTOR, "")),
+            str(payload.get(K.INTERPRETER, "")),
+            layers=layers,
+            full_layer_units=dict(full.get(hook.layer_units) or {}),
+            hook=hook,
         )
-        path = vebi_figure([series], Path(folder) / "figures" / "vebi_units.png")
+        path = layer_figure([series], Path(folder) / "figures" / "vebi_units.png")
         if path is not None:
             out["vebi_units"] = path
     return out
@@ -508,9 +376,7 @@ def finite_number(value: Any) -> float | None:
 def _per_class_band(entries: Sequence[dict[str, Any]]) -> tuple[list[float], list[float]]:
     lo, hi = [], []
     for e in entries:
-        vals = [
-            v for v in (e.get("angular_distance_per_class") or {}).values() if finite_number(v) is not None
-        ]
+        vals = [v for v in (e.get(K.PHI_PER_CLASS) or {}).values() if finite_number(v) is not None]
         lo.append(min(vals) if vals else np.nan)
         hi.append(max(vals) if vals else np.nan)
     return lo, hi

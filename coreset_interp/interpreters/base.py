@@ -65,6 +65,28 @@ class ClassPhi:
     per_layer: dict[str, float | None] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class FigureHook:
+    """What the sweep and job figures (:mod:`coreset_interp.viz`) draw for a method beyond the generic
+    curves, declared by the method so that the figures name no method.
+
+    Attributes:
+        layer_units: result key (in each rho entry and in ``full``) of the method's relevant units per
+            layer, layer -> count; it gets the per-layer figure (VEBI's Fig. 3). Empty = no such figure.
+        layer_coverage: result key (rho entries) of the per-layer coverage of the full-data units, in %.
+        layer_title: the per-layer figure's title.
+        intact_reference: Fig. 2 draws the intact model's accuracy as a reference (the method's accuracy
+            is judged against the model: after ablation, or of a reconstruction).
+        accuracy_label: what Fig. 2's accuracy axis adds for this method (e.g. ``after ablation``).
+    """
+
+    layer_units: str = ""
+    layer_coverage: str = ""
+    layer_title: str = ""
+    intact_reference: bool = False
+    accuracy_label: str = ""
+
+
 class Interpreter(ABC):
     """One interpretation method. Subclasses implement ``fit``, ``maps`` and ``evaluate``.
 
@@ -88,6 +110,8 @@ class Interpreter(ABC):
     #: The method's own keys of every ratio entry of result.json (beyond
     #: :data:`coreset_interp.results.COMMON_RATIO_KEYS`): the one place a method's result keys are declared.
     point_metrics: ClassVar[tuple[str, ...]] = ()
+    #: What the figures draw for this method beyond the generic curves (none by default).
+    figure_hook: ClassVar[FigureHook] = FigureHook()
 
     def params(self) -> dict[str, Any]:
         """Every constructor field with its value, defaults included.

@@ -41,7 +41,7 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 from coreset_interp.cache import spec_key
-from coreset_interp.interpreters.base import INTERPRETERS, InterpretContext, Interpreter
+from coreset_interp.interpreters.base import INTERPRETERS, FigureHook, InterpretContext, Interpreter
 from coreset_interp.linalg.nmf import default_solver, fit_nmf, resolve_dtype
 from coreset_interp.parallel import parallel_map
 
@@ -106,6 +106,8 @@ class ICE(Interpreter):
 
     # The label-free accuracy's candidate classes change the evaluation only, not the NMFs.
     evaluation_only = frozenset({"candidates"})
+    # A reconstruction is judged against the model's predictions: the intact model is Fig. 2's reference.
+    figure_hook = FigureHook(intact_reference=True)
 
     def __init__(
         self,

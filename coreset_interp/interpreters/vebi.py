@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from coreset_interp.interpreters.base import INTERPRETERS, ClassPhi, InterpretContext, Interpreter
+from coreset_interp.interpreters.base import INTERPRETERS, ClassPhi, FigureHook, InterpretContext, Interpreter
 from coreset_interp.interpreters.vebi_ablation import ablation_scores
 from coreset_interp.interpreters.vebi_capture import empty_maps, layer_maps, pooled_maps, rows
 from coreset_interp.interpreters.vebi_fit import VEBIFit
@@ -81,6 +81,14 @@ class VEBI(Interpreter):
     # change speed and memory only.
     evaluation_only = frozenset({"random_draws"})
     speed_only = frozenset({"working_set", "gram_batch"})
+    # Fig. 3 (units per layer and their coverage) from the keys describe() and compare() write.
+    figure_hook = FigureHook(
+        layer_units="vebi_units_per_layer",
+        layer_coverage="vebi_coverage_per_layer",
+        layer_title="VEBI: relevant units per layer and intersection coverage (Fig. 3)",
+        intact_reference=True,
+        accuracy_label="after ablation",
+    )
 
     point_metrics = (
         "ablation_drop", "ablation_prob_drop", "random_ablation_drop", "random_ablation_prob_drop",

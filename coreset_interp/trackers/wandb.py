@@ -162,3 +162,54 @@ class WandbTracker(Tracker):
                     "written; what was logged stays in the run folder for `wandb sync`"
                 )
             self.run = None
+
+    def upload_report(
+        self,
+        *,
+        group: str,
+        name: str,
+        table: tuple[list[str], list[list[Any]]],
+        images: dict[str, Path],
+        config: dict[str, Any],
+        folder: Path,
+    ) -> Path:
+        """Log a sweep's report as one run of the sweep's group (``job_type`` ``report``): its table as a
+        ``wandb.Table`` named ``table1`` and its figures under ``figures/<stem>``.
+
+        Args:
+            group: the sweep's W&B group (the jobs' runs share it).
+            name: the run's name.
+            table: (columns, rows) of the table.
+            images: figure name -> PNG.
+            config: the run's config.
+            folder: where the run's files go (``<folder>/wandb``).
+
+        Returns:
+            The run's local folder (for ``wandb sync`` when offline).
+        """
+        import wandb
+
+        os.environ.setdefault("WANDB_SILENT", "true")
+        columns, rows = table
+        wtable = wandb.Table(columns=columns)
+        for row in rows:
+            wtable.add_data(*row)
+        run = wandb.init(
+            mode=self.mode,
+            project=self.project,
+            entity=self.entity,
+            group=group,
+            job_type="report",
+            name=name,
+            tags=["report"],
+            dir=str(folder),
+            config=config,
+            reinit="finish_previous",
+        )
+        try:
+            data: dict[str, Any] = {"table1": wtable}
+            data.update({f"figures/{Path(n).stem}": wandb.Image(str(p)) for n, p in images.items()})
+            run.log(data)
+            return Path(run.dir).parent
+        finally:
+            run.finish()

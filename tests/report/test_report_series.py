@@ -15,7 +15,7 @@ import pytest
 
 from coreset_interp.identity import NON_RESULT_KEYS, SERIES_EXCLUDED, can_change_a_number, result_identity
 from coreset_interp.report import build_report
-from coreset_interp.viz import _styles
+from coreset_interp.viz import styles
 from tests.report.test_report_tables import PHI, payload, write_job
 
 REPO = Path(__file__).resolve().parents[2]
@@ -117,7 +117,7 @@ def test_sweep_over_alpha_gives_one_row_per_configuration(tmp_path: Path) -> Non
     assert m0["jobs"] == 2 and m0["identity"]["model.train.seed"] == 0
     # Figs. 2-4 draw every series with a marker of its own.
     ice = [s for s in report.series if s.interpreter == "ice"]
-    assert len(ice) == 2 and len({_styles(ice)[1][s.label] for s in ice}) == 2
+    assert len(ice) == 2 and len({styles(ice)[1][s.label] for s in ice}) == 2
 
 
 @pytest.mark.slow
