@@ -83,22 +83,8 @@ class ImageDataset(ABC):
 DATASETS: Registry[ImageDataset] = Registry("dataset")
 
 
-def get_dataset(name: str, **fields: Any) -> ImageDataset:
-    """Args:
-        name: a registered dataset (a ``conf/dataset/`` YAML name).
-        **fields: the YAML's other fields (the dataset class's constructor arguments).
-
-    Returns:
-        The dataset.
-
-    Raises:
-        RegistryError: for an unknown name or field (one line, valid ones listed).
-    """
-    return DATASETS.get(name, **fields)
-
-
-def list_datasets() -> list[str]:
-    """Returns:
-    The registered dataset names (= YAML names in ``conf/dataset/``).
-    """
-    return DATASETS.names()
+#: ``get_dataset(name, **fields)``: build the entry of ``conf/dataset/<name>.yaml`` from its flat fields
+#: (:meth:`Registry.get`: an unknown name or field is a one-line error listing the valid ones).
+get_dataset = DATASETS.get
+#: ``list_datasets()``: the registered names (= the YAML names in ``conf/dataset/``).
+list_datasets = DATASETS.names

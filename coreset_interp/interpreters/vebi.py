@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from coreset_interp.interpreters.base import INTERPRETERS, ClassPhi, FigureHook, InterpretContext, Interpreter
+from coreset_interp.interpreters.base import INTERPRETERS, FigureHook, InterpretContext, Interpreter
 from coreset_interp.interpreters.vebi_ablation import ablation_scores
 from coreset_interp.interpreters.vebi_capture import empty_maps, layer_maps, pooled_maps, rows
 from coreset_interp.interpreters.vebi_fit import VEBIFit
@@ -319,29 +319,9 @@ class VEBI(Interpreter):
     #: The units compared per layer for one class (:func:`.vebi_similarity.layer_pairs`).
     layer_pairs = staticmethod(layer_pairs)
 
-    def paired_phi(
-        self,
-        fit_full: VEBIFit,
-        fit_coreset: VEBIFit,
-        ctx: InterpretContext,
-        indices: np.ndarray,
-        alpha: float,
-        ctx_other: InterpretContext | None = None,
-    ) -> ClassPhi:
-        """Phi of one class, layer by layer (see the module docstring and :func:`layer_phi`).
-
-        Args:
-            fit_full: the full-data fit.
-            fit_coreset: the other fit (a coreset's, or the null reference's on another model).
-            ctx: the context of ``fit_full``.
-            indices: val indices of one class.
-            alpha: partial-whitening alpha.
-            ctx_other: the context of ``fit_coreset`` when it belongs to another model; None = ``ctx``.
-
-        Returns:
-            The class's phi and its per-layer values.
-        """
-        return layer_phi(fit_full, fit_coreset, ctx, indices, alpha, ctx_other)
+    #: Phi of one class, layer by layer (:func:`.vebi_similarity.layer_phi`; the base class's
+    #: :meth:`Interpreter.paired_phi` contract).
+    paired_phi = staticmethod(layer_phi)
 
     # ------------------------------------------------------------------------------------ evaluation
     def evaluate(self, fit: VEBIFit, ctx: InterpretContext) -> dict[str, float]:

@@ -18,7 +18,7 @@ from torch import nn
 
 from coreset_interp.models.adapter import ModelAdapter
 from coreset_interp.models.train import TRAIN_FIELDS
-from coreset_interp.models.weights import WeightsSource, weights_source
+from coreset_interp.models.weights import LoadRequest, WeightsSource, weights_source
 from coreset_interp.registry import Registry, RegistryError
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ class Model(ABC):
             (adapter on ``device`` in eval mode, info with ``spec`` and training details when trained).
         """
         spec = self.spec(dataset)
-        adapter, extra = self.source.load(self, dataset, cache, spec, device, progress)
+        adapter, extra = self.source.load(LoadRequest(self, dataset, cache, spec, device, progress))
         return adapter.to(device).eval(), {"spec": spec, **extra}
 
     def with_weights(self, weights: str, seed: int | None = None) -> Model:
@@ -159,25 +159,11 @@ class Model(ABC):
 MODELS: Registry[Model] = Registry("model")
 
 
-def get_model(name: str, **fields: Any) -> Model:
-    """Args:
-        name: a registered model (a ``conf/model/`` YAML name).
-        **fields: the YAML's other fields (``weights``, ``stem``, ``train``).
-
-    Returns:
-        The model (call :meth:`Model.load` for the network).
-
-    Raises:
-        RegistryError: for an unknown name or field (one line, valid ones listed).
-    """
-    return MODELS.get(name, **fields)
-
-
-def list_models() -> list[str]:
-    """Returns:
-    The registered model names (= YAML names in ``conf/model/``).
-    """
-    return MODELS.names()
+#: ``get_model(name, **fields)``: build the entry of ``conf/model/<name>.yaml`` from its flat fields
+#: (:meth:`Registry.get`: an unknown name or field is a one-line error listing the valid ones).
+get_model = MODELS.get
+#: ``list_models()``: the registered names (= the YAML names in ``conf/model/``).
+list_models = MODELS.names
 
 
 def build_architecture(name: str, num_classes: int, stem: str = "standard", seed: int = 0) -> ModelAdapter:

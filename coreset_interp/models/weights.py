@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -27,6 +28,27 @@ def _file_stat(path: Path) -> dict[str, Any]:
     # A replaced file must not reuse artifacts cached for the old one.
     stat = path.stat() if path.is_file() else None
     return {"size": stat.st_size if stat else None, "mtime": stat.st_mtime_ns if stat else None}
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """What a weights source reads to load a model.
+
+    Args:
+        model: the model.
+        dataset: the dataset it is used on.
+        cache: the artifact cache (trained checkpoints).
+        spec: the model's full spec (:meth:`Model.spec`), the key of a trained checkpoint.
+        device: where the model runs.
+        progress: show progress bars.
+    """
+
+    model: Model
+    dataset: ImageDataset
+    cache: ArtifactCache
+    spec: dict[str, Any]
+    device: torch.device
+    progress: bool
 
 
 class WeightsSource(ABC):
@@ -56,22 +78,9 @@ class WeightsSource(ABC):
         """
 
     @abstractmethod
-    def load(
-        self,
-        model: Model,
-        dataset: ImageDataset,
-        cache: ArtifactCache,
-        spec: dict[str, Any],
-        device: torch.device,
-        progress: bool,
-    ) -> tuple[ModelAdapter, dict[str, Any]]:
+    def load(self, req: LoadRequest) -> tuple[ModelAdapter, dict[str, Any]]:
         """Args:
-            model: the model.
-            dataset: the dataset.
-            cache: the artifact cache.
-            spec: the model's full spec (:meth:`Model.spec`), the key of a trained checkpoint.
-            device: where the model runs.
-            progress: show progress bars.
+            req: the model, dataset, cache, spec, device and progress switch of this load.
 
         Returns:
             (the adapter, extra info for the job's result).
@@ -88,21 +97,13 @@ class ImageNetWeights(WeightsSource):
         path = model.imagenet_checkpoint()
         return {"file": path.name, **_file_stat(path)}
 
-    def load(  # noqa: D102
-        self,
-        model: Model,
-        dataset: ImageDataset,
-        cache: ArtifactCache,
-        spec: dict[str, Any],
-        device: torch.device,
-        progress: bool,
-    ) -> tuple[ModelAdapter, dict[str, Any]]:
-        if dataset.num_classes != 1000:
+    def load(self, req: LoadRequest) -> tuple[ModelAdapter, dict[str, Any]]:  # noqa: D102
+        if req.dataset.num_classes != 1000:
             raise ValueError(
-                f"ImageNet weights have 1000 classes but dataset {dataset.name} has {dataset.num_classes}; "
-                "use model.weights=train or a checkpoint"
+                f"ImageNet weights have 1000 classes but dataset {req.dataset.name} has "
+                f"{req.dataset.num_classes}; use model.weights=train or a checkpoint"
             )
-        return load_imagenet(model), {}
+        return load_imagenet(req.model), {}
 
 
 class RandomWeights(WeightsSource):
@@ -124,16 +125,8 @@ class RandomWeights(WeightsSource):
     def spec(self, model: Model, dataset: ImageDataset) -> dict[str, Any]:  # noqa: D102
         return {"seed": self.seed, "num_classes": dataset.num_classes}
 
-    def load(  # noqa: D102
-        self,
-        model: Model,
-        dataset: ImageDataset,
-        cache: ArtifactCache,
-        spec: dict[str, Any],
-        device: torch.device,
-        progress: bool,
-    ) -> tuple[ModelAdapter, dict[str, Any]]:
-        return model.architecture(dataset.num_classes, self.seed), {}
+    def load(self, req: LoadRequest) -> tuple[ModelAdapter, dict[str, Any]]:  # noqa: D102
+        return req.model.architecture(req.dataset.num_classes, self.seed), {}
 
 
 class TrainedWeights(WeightsSource):
@@ -165,19 +158,12 @@ class TrainedWeights(WeightsSource):
             "num_classes": dataset.num_classes,
         }
 
-    def load(  # noqa: D102
-        self,
-        model: Model,
-        dataset: ImageDataset,
-        cache: ArtifactCache,
-        spec: dict[str, Any],
-        device: torch.device,
-        progress: bool,
-    ) -> tuple[ModelAdapter, dict[str, Any]]:
+    def load(self, req: LoadRequest) -> tuple[ModelAdapter, dict[str, Any]]:  # noqa: D102
         from coreset_interp.data.classes import capped_split
         from coreset_interp.models.train import train_classifier
 
         cfg = self.settings
+        model, dataset, device = req.model, req.dataset, req.device
 
         def compute(folder: Path) -> None:
             net = model.architecture(dataset.num_classes, int(cfg["seed"])).to(device)
@@ -187,12 +173,12 @@ class TrainedWeights(WeightsSource):
                 capped_split(dataset, "val", cfg.get("val_max_per_class")),
                 cfg,
                 device,
-                progress,
+                req.progress,
             )
             torch.save(net.model.state_dict(), folder / "model.pt")
             (folder / "train.json").write_text(json.dumps(report, indent=1))
 
-        folder, computed = cache.get_or_compute("checkpoint", spec, compute)
+        folder, computed = req.cache.get_or_compute("checkpoint", req.spec, compute)
         net = model.architecture(dataset.num_classes)
         net.model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
         return net, {"train": json.loads((folder / "train.json").read_text()), "trained_here": computed}
@@ -211,16 +197,8 @@ class CheckpointWeights(WeightsSource):
     def spec(self, model: Model, dataset: ImageDataset) -> dict[str, Any]:  # noqa: D102
         return {"num_classes": dataset.num_classes, "path": str(self.path.resolve()), **_file_stat(self.path)}
 
-    def load(  # noqa: D102
-        self,
-        model: Model,
-        dataset: ImageDataset,
-        cache: ArtifactCache,
-        spec: dict[str, Any],
-        device: torch.device,
-        progress: bool,
-    ) -> tuple[ModelAdapter, dict[str, Any]]:
-        return load_checkpoint(model, self.path, dataset.num_classes), {}
+    def load(self, req: LoadRequest) -> tuple[ModelAdapter, dict[str, Any]]:  # noqa: D102
+        return load_checkpoint(req.model, self.path, req.dataset.num_classes), {}
 
 
 #: The named sources; any other ``model.weights`` value is a checkpoint path.

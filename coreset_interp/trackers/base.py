@@ -47,22 +47,8 @@ class TrackerFallbackWarning(UserWarning):
     """The tracker could not start or finish as asked and fell back (offline, or no tracker)."""
 
 
-def get_logger(name: str, **fields: Any) -> Tracker:
-    """Args:
-        name: a registered logger (a ``conf/logger/`` YAML name).
-        **fields: the YAML's other fields (the tracker's constructor arguments).
-
-    Returns:
-        The tracker (not started).
-
-    Raises:
-        RegistryError: for an unknown name or field (one line, valid ones listed).
-    """
-    return TRACKERS.get(name, **fields)
-
-
-def list_loggers() -> list[str]:
-    """Returns:
-    The registered logger names (= YAML names in ``conf/logger/``).
-    """
-    return TRACKERS.names()
+#: ``get_logger(name, **fields)``: build the entry of ``conf/logger/<name>.yaml`` from its flat fields
+#: (:meth:`Registry.get`: an unknown name or field is a one-line error listing the valid ones).
+get_logger = TRACKERS.get
+#: ``list_loggers()``: the registered names (= the YAML names in ``conf/logger/``).
+list_loggers = TRACKERS.names
