@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from coreset_interp import results
 from coreset_interp.interpreters import InterpretContext, Interpreter
 from coreset_interp.models import ModelAdapter, get_model
 from coreset_interp.reality_floor import REALITY_VERSION, phi_summary
@@ -137,7 +138,7 @@ def cascade(
             fit, _ = fit_interpreter(interp, rctx, np.arange(train.n, dtype=np.int64), seed, None)
             summary = phi_summary(comparer.per_class(fit, rctx))
             steps.append({"step": k, "reinit": labels, **summary})
-            log.info("cascade step %d (%s): Phi = %s", k, "+".join(labels), summary["angular_distance"])
+            log.info("cascade step %d (%s): Phi = %s", k, "+".join(labels), summary[results.ANGULAR_DISTANCE])
         return {"steps": steps}
 
     result, _ = ctx.cache.get_or_compute_pickle("cascade", spec, compute)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from coreset_interp import results
 from coreset_interp.cache import spec_key
 from coreset_interp.interpreters import InterpretContext, Interpreter
 
@@ -75,7 +76,7 @@ def phi_summary(per_class: dict[int, Any]) -> dict[str, Any]:
     from coreset_interp.pipeline import summarise_phi
 
     out = summarise_phi(per_class)
-    out["missing"] = out.pop("angular_distance_missing")
+    out["missing"] = out.pop(results.PHI_MISSING)
     return out
 
 
@@ -130,17 +131,19 @@ def noise_floor(
             phi_summary(PhiComparer(interp, ctx, fits[a], alpha).per_class(fits[b]))
             for a, b in itertools.combinations(range(resamples), 2)
         ]
-        means = [p["angular_distance"] for p in pairs if p["angular_distance"] is not None]
-        classes = sorted({c for p in pairs for c in p["angular_distance_per_class"]}, key=int)
+        means = [p[results.ANGULAR_DISTANCE] for p in pairs if p[results.ANGULAR_DISTANCE] is not None]
+        classes = sorted({c for p in pairs for c in p[results.PHI_PER_CLASS]}, key=int)
         per_class = {}
         for c in classes:
-            vals = [v for p in pairs if (v := p["angular_distance_per_class"].get(c)) is not None]
+            vals = [v for p in pairs if (v := p[results.PHI_PER_CLASS].get(c)) is not None]
             per_class[c] = float(np.mean(vals)) if vals else None
-        vs_full = [phi_summary(comparer.per_class(f))["angular_distance"] for f in fits] if comparer else []
+        vs_full = (
+            [phi_summary(comparer.per_class(f))[results.ANGULAR_DISTANCE] for f in fits] if comparer else []
+        )
         return {
             "vs_full": vs_full,
-            "angular_distance": float(np.mean(means)) if means else None,
-            "angular_distance_per_class": per_class,
+            results.ANGULAR_DISTANCE: float(np.mean(means)) if means else None,
+            results.PHI_PER_CLASS: per_class,
             "pairs": means,
             "std_over_pairs": float(np.std(means)) if means else None,
             "resamples": resamples,
@@ -185,15 +188,16 @@ def normalise(
     """
     if not floor or not null:
         return
-    f_c = floor.get("angular_distance_per_class") or {}
-    n_c = null.get("angular_distance_per_class") or {}
+    f_c = floor.get(results.PHI_PER_CLASS) or {}
+    n_c = null.get(results.PHI_PER_CLASS) or {}
     for e in entries:
-        e["phi_normalised"] = _norm(
-            e.get("angular_distance"), floor.get("angular_distance"), null.get("angular_distance")
+        e[results.PHI_NORMALISED] = _norm(
+            e.get(results.ANGULAR_DISTANCE),
+            floor.get(results.ANGULAR_DISTANCE),
+            null.get(results.ANGULAR_DISTANCE),
         )
-        e["phi_normalised_per_class"] = {
-            c: _norm(v, f_c.get(c), n_c.get(c))
-            for c, v in (e.get("angular_distance_per_class") or {}).items()
+        e[results.PHI_NORMALISED_PER_CLASS] = {
+            c: _norm(v, f_c.get(c), n_c.get(c)) for c, v in (e.get(results.PHI_PER_CLASS) or {}).items()
         }
 
 
@@ -208,4 +212,4 @@ def normalised_value(phi: Any, floor: dict[str, Any] | None, null: dict[str, Any
     """
     if not floor or not null:
         return None
-    return _norm(phi, floor.get("angular_distance"), null.get("angular_distance"))
+    return _norm(phi, floor.get(results.ANGULAR_DISTANCE), null.get(results.ANGULAR_DISTANCE))

@@ -9,10 +9,17 @@ from typing import Any
 
 import numpy as np
 
+from coreset_interp import results
 from coreset_interp.interpreters import InterpretContext, Interpreter
 from coreset_interp.reality_floor import finite
 
-_SEED_KEYS = ("selection_seed", "n_selected", "accuracy", "angular_distance", "angular_distance_per_class")
+_SEED_KEYS = (
+    "selection_seed",
+    results.N_SELECTED,
+    "accuracy",
+    results.ANGULAR_DISTANCE,
+    results.PHI_PER_CLASS,
+)
 
 
 def selection_seeds(cfg: dict[str, Any]) -> list[int]:
@@ -62,22 +69,22 @@ def combine_selection_seeds(entries: list[dict[str, Any]]) -> dict[str, Any]:
             vals = [e.get(key) for e in entries]
             if all(isinstance(v, int | float) and math.isfinite(v) for v in vals):
                 out[key] = float(np.mean(vals))
-        classes = entries[0].get("angular_distance_per_class") or {}
-        out["angular_distance_per_class"] = {
+        classes = entries[0].get(results.PHI_PER_CLASS) or {}
+        out[results.PHI_PER_CLASS] = {
             c: (
                 float(np.mean(vals))
-                if (vals := finite(e["angular_distance_per_class"].get(c) for e in entries))
+                if (vals := finite(e[results.PHI_PER_CLASS].get(c) for e in entries))
                 else None
             )
             for c in classes
         }
-        phis = finite(e.get("angular_distance") for e in entries)
-        out["angular_distance"] = float(np.mean(phis)) if phis else None
-    for key in ("angular_distance", "accuracy"):
+        phis = finite(e.get(results.ANGULAR_DISTANCE) for e in entries)
+        out[results.ANGULAR_DISTANCE] = float(np.mean(phis)) if phis else None
+    for key in (results.ANGULAR_DISTANCE, "accuracy"):
         vals = finite(e.get(key) for e in entries)
         out[f"{key}_std"] = float(np.std(vals)) if vals else None
     out["selection_seeds"] = [int(e["selection_seed"]) for e in entries]
-    out["by_selection_seed"] = [{k: e.get(k) for k in _SEED_KEYS} for e in entries]
+    out[results.BY_SELECTION_SEED] = [{k: e.get(k) for k in _SEED_KEYS} for e in entries]
     out.pop("selection_seed", None)
     return out
 
@@ -119,11 +126,11 @@ def with_selection_seeds(
         out.append(
             {
                 "selection_seed": int(sseed),
-                "n_selected": int(len(indices)),
+                results.N_SELECTED: int(len(indices)),
                 **evaluate_fit(interp, ctx, fit, ckey, seed),
                 **summarise_phi(comparer.per_class(fit)),
-                "select_seconds": select_seconds,
-                "fit_seconds": fit_seconds,
+                results.SELECT_SECONDS: select_seconds,
+                results.FIT_SECONDS: fit_seconds,
             }
         )
     return combine_selection_seeds(out)

@@ -38,6 +38,9 @@ SELECTION_SEEDS = "selection_seeds"
 BY_SELECTION_SEED = "by_selection_seed"
 #: VEBI's relevant units per layer (declared by VEBI's ``point_metrics``; read by figures and the report).
 VEBI_UNITS_PER_LAYER = "vebi_units_per_layer"
+# Top-level numbers of a job read by the tracker and the report.
+MODEL_ACCURACY = "model_accuracy"
+TABLE1_PHI_NORMALISED = "table1_phi_normalised"
 #: Keys every ratio entry carries whatever the method (a method adds its ``point_metrics``).
 COMMON_RATIO_KEYS: tuple[str, ...] = (ACCURACY, ANGULAR_DISTANCE, PHI_PER_CLASS, FIT_SECONDS, N_SELECTED)
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from coreset_interp import results
 from coreset_interp.report import keys as K
 from coreset_interp.report.load import JobResult, job_row
 from coreset_interp.report.series import Series
@@ -288,8 +289,8 @@ def companion_html(rows: Sequence[dict[str, Any]], percents: Sequence[int]) -> s
         "<th>phi_normalised</th><th>floor</th><th>null</th><th>selection-seed std</th></tr>",
     ]
     for r in rows:
-        norm = _f(r["phi_normalised"]) + (
-            f" ± {_f(r['phi_normalised_std'])}" if r["phi_normalised"] is not None else ""
+        norm = _f(r[results.PHI_NORMALISED]) + (
+            f" ± {_f(r['phi_normalised_std'])}" if r[results.PHI_NORMALISED] is not None else ""
         )
         seed_std = "" if not r["seed_std"] else _f(r["seed_std"])
         parts.append(

@@ -1,12 +1,14 @@
 """Every result.json key the report and the figures read, in one place.
 
-The one definition of result.json is :mod:`coreset_interp.results` (being written); until the report reads
-it, the key strings the pipeline writes today are spelled here only, so pointing the report and the figures
-at ``results.py`` is one edit of this module. Method-specific per-layer keys (VEBI's Fig. 3) are declared
-by the method (:attr:`coreset_interp.interpreters.base.Interpreter.figure_hook`), not here.
+The one definition of result.json is :mod:`coreset_interp.results`: the keys the pipeline's other readers
+share come from there; the ones only the report reads are spelled here. Method-specific per-layer keys
+(VEBI's Fig. 3) are declared by the method
+(:attr:`coreset_interp.interpreters.base.Interpreter.figure_hook`), not here.
 """
 
 from __future__ import annotations
+
+from coreset_interp import results
 
 # Top level of a job's result.json.
 STATUS = "status"
@@ -18,7 +20,7 @@ DATASET = "dataset"
 MODEL = "model"
 SELECTOR = "selector"
 INTERPRETER = "interpreter"
-MODEL_ACCURACY = "model_accuracy"
+MODEL_ACCURACY = results.MODEL_ACCURACY
 FULL = "full"
 RATIOS = "ratios"
 NULL_REFERENCE = "null_reference"
@@ -32,17 +34,17 @@ JOB_NAME = "name"
 JOB_GROUP = "group"
 
 # One rho entry of ``ratios`` (and, for the metrics that apply, ``full``).
-PERCENT = "percent"
+PERCENT = results.PERCENT
 ACCURACY = "accuracy"
 ACCURACY_TRUE_CLASS = "accuracy_true_class"
-PHI = "angular_distance"
-PHI_PER_CLASS = "angular_distance_per_class"
-PHI_STD = "angular_distance_std"
-PHI_NORMALISED = "phi_normalised"
-FIT_SECONDS = "fit_seconds"
-SELECT_SECONDS = "select_seconds"
-SPEEDUP = "speedup"
-N_SELECTED = "n_selected"
+PHI = results.ANGULAR_DISTANCE
+PHI_PER_CLASS = results.PHI_PER_CLASS
+PHI_STD = results.PHI_STD
+PHI_NORMALISED = results.PHI_NORMALISED
+FIT_SECONDS = results.FIT_SECONDS
+SELECT_SECONDS = results.SELECT_SECONDS
+SPEEDUP = results.SPEEDUP
+N_SELECTED = results.N_SELECTED
 ABLATION_DROP = "ablation_drop"
 ABLATION_PROB_DROP = "ablation_prob_drop"
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from coreset_interp import results
 from coreset_interp.report import keys as K
 from coreset_interp.report.series import Cell, Series
 from coreset_interp.viz import INTERPRETER_LABELS, INTERPRETER_ORDER, finite_number, ordered
@@ -180,7 +181,7 @@ def companion_rows(series: Sequence[Series], percents: Sequence[int]) -> list[di
                 "selector": s.selector,
                 "interpreter": s.interpreter,
                 "phi": float(np.mean(phis)) if phis else None,
-                "phi_normalised": float(np.mean(norms)) if norms else None,
+                results.PHI_NORMALISED: float(np.mean(norms)) if norms else None,
                 "phi_normalised_std": float(np.std(norms)) if norms else None,
                 "seed_std": float(np.mean(stds)) if stds else None,
                 "floor": floor["mean"] if floor else None,

@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from coreset_interp import results
 from coreset_interp.trackers.base import TRACKERS, Tracker, TrackerFallbackWarning
 
 
@@ -17,7 +18,7 @@ def _scalars(entry: dict[str, Any], prefix: str = "") -> dict[str, float]:
             continue
         if isinstance(value, int | float):
             out[prefix + key] = float(value)
-        elif isinstance(value, dict) and key != "angular_distance_per_class":
+        elif isinstance(value, dict) and key != results.PHI_PER_CLASS:
             out.update(_scalars(value, f"{prefix}{key}/"))
     return out
 
@@ -115,8 +116,8 @@ class WandbTracker(Tracker):
                 )
                 self.run = None
         if self.run is not None:
-            self.run.define_metric("percent")
-            self.run.define_metric("coreset/*", step_metric="percent")
+            self.run.define_metric(results.PERCENT)
+            self.run.define_metric("coreset/*", step_metric=results.PERCENT)
 
     def log_ratio(self, entry: dict[str, Any]) -> None:
         """Args:
@@ -124,8 +125,8 @@ class WandbTracker(Tracker):
         """
         if self.run is None:
             return
-        data = {f"coreset/{k}": v for k, v in _scalars(entry).items() if k not in ("percent",)}
-        data["percent"] = entry["percent"]
+        data = {f"coreset/{k}": v for k, v in _scalars(entry).items() if k not in (results.PERCENT,)}
+        data[results.PERCENT] = entry[results.PERCENT]
         self.run.log(data)
 
     def finish(self, result: dict[str, Any], images: dict[str, Path] | None = None) -> None:
@@ -144,8 +145,8 @@ class WandbTracker(Tracker):
             for key in ("table1", "full"):
                 if isinstance(result.get(key), dict):
                     summary.update(_scalars(result[key], f"{key}/"))
-            if result.get("model_accuracy") is not None:
-                summary["model_accuracy"] = result["model_accuracy"]
+            if result.get(results.MODEL_ACCURACY) is not None:
+                summary[results.MODEL_ACCURACY] = result[results.MODEL_ACCURACY]
             if result.get("error"):
                 summary["error"] = str(result["error"])[:500]
             self.run.summary.update(summary)
