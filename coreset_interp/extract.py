@@ -51,23 +51,21 @@ def extract(cfg: dict[str, Any]) -> dict[str, Any]:
     from coreset_interp.models.extraction import ExtractSettings, ensure_store
     from coreset_interp.pipeline import null_model_config, resolve_device
 
-    ex = dict(cfg.get("extract") or {})
+    ex = dict(cfg["extract"])
     settings = ExtractSettings.from_config(cfg)
-    splits = list(ex.get("splits", ["train", "val"]))
+    splits = list(ex["splits"])
     bad = [s for s in splits if s not in ("train", "val")]
     if bad or not splits:
         raise ValueError(f"extract.splits must be a non-empty list of train, val; got {splits}")
     icfg = cfg["interpreter"]
     interp = INTERPRETERS.build(icfg)
-    energies = _flag(ex.get("energies", "auto"), interp.name == "vebi", "extract.energies")
-    null = _flag(
-        ex.get("null_reference", "auto"), bool(cfg["metric"].get("null_reference")), "extract.null_reference"
-    )
-    device = resolve_device(str(cfg.get("device", "auto")))
+    energies = _flag(ex["energies"], interp.name == "vebi", "extract.energies")
+    null = _flag(ex["null_reference"], bool(cfg["metric"]["null_reference"]), "extract.null_reference")
+    device = resolve_device(str(cfg["device"]))
     dataset = get_dataset(**cfg["dataset"])
     cache = ArtifactCache(Path(cfg["cache_dir"]))
-    progress = bool(cfg.get("progress", True))
-    dtype = str(cfg.get("activation_dtype", "float32"))
+    progress = bool(cfg["progress"])
+    dtype = str(cfg["activation_dtype"])
     models = [
         (
             "model",
@@ -79,7 +77,7 @@ def extract(cfg: dict[str, Any]) -> dict[str, Any]:
         )
     ]
     if null:
-        models.append(("null", null_model_config(cfg, int(cfg.get("seed", 0))), interp.store_parts))
+        models.append(("null", null_model_config(cfg, int(cfg["seed"])), interp.store_parts))
     stats: list[dict[str, Any]] = []
     stores = []
     for tag, mcfg, parts in models:
