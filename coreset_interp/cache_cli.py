@@ -331,7 +331,7 @@ def default_cache_dir() -> str:
     """
     from omegaconf import OmegaConf
 
-    return str(OmegaConf.load(CONF_DIR / "config.yaml").get("cache_dir", "outputs/cache"))
+    return str(OmegaConf.load(CONF_DIR / "config.yaml")["cache_dir"])
 
 
 def build_parser() -> argparse.ArgumentParser:
