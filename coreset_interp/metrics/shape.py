@@ -38,7 +38,7 @@ The algorithm itself is :mod:`coreset_interp.metrics.shape_core`, shared with th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -57,7 +57,7 @@ _NEAR_ZERO_DISTANCE_ERROR = core.NEAR_ZERO_DISTANCE_ERROR
 
 
 @dataclass(frozen=True, eq=False)
-class PreparedSide:
+class PreparedSide(core.Side):
     """One side of the comparison, centred and partially whitened, ready to be compared many times.
 
     Attributes:
@@ -70,21 +70,6 @@ class PreparedSide:
             whitened these are exactly its singular values (its columns are orthogonal); without whitening
             they only approximate them. Used to guess the conditioning of a cross product cheaply.
     """
-
-    whitened: np.ndarray = field(repr=False)
-    norm: float
-    alpha: float
-    column_norms: np.ndarray = field(repr=False)
-
-    @property
-    def n_rows(self) -> int:
-        """Number of samples (rows) of the prepared side."""
-        return int(self.whitened.shape[0])
-
-    @property
-    def has_variance(self) -> bool:
-        """False when the side is constant across samples, so that it has no angle to anything."""
-        return self.norm > 0.0
 
 
 def _check_alpha(alpha: float) -> float:
@@ -164,17 +149,7 @@ def angular_distance_prepared(prepared_x: PreparedSide, prepared_y: PreparedSide
     Raises:
         ValueError: if an argument is not a ``PreparedSide``, the alphas differ or the row counts differ.
     """
-    for name, side in (("prepared_x", prepared_x), ("prepared_y", prepared_y)):
-        if not isinstance(side, PreparedSide):
-            raise ValueError(f"{name} must be a PreparedSide from prepare(), got {type(side).__name__}")
-    if prepared_x.alpha != prepared_y.alpha:
-        raise ValueError(
-            f"prepared sides use different alphas: {prepared_x.alpha!r} and {prepared_y.alpha!r}"
-        )
-    if prepared_x.n_rows != prepared_y.n_rows:
-        raise ValueError(
-            f"prepared sides have different row (sample) counts: {prepared_x.n_rows} and {prepared_y.n_rows}"
-        )
+    core.check_pair(prepared_x, prepared_y, PreparedSide, "prepare")
     return core.distance(_OPS, prepared_x, prepared_y)
 
 

@@ -11,7 +11,8 @@ its shortcuts are described in :mod:`coreset_interp.metrics.shape`.
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -33,13 +34,25 @@ GRAM_TOLERANCE = 1e-11
 NEAR_ZERO_DISTANCE_ERROR = 1e-8
 
 
-class Side(Protocol):
-    """A prepared side of either backend (``PreparedSide`` or ``TorchPreparedSide``)."""
+@dataclass(frozen=True, eq=False)
+class Side:
+    """A prepared side of either backend: the fields and properties ``PreparedSide`` (numpy) and
+    ``TorchPreparedSide`` (torch) share; each backend's subclass documents its array type."""
 
-    whitened: Any
+    whitened: Any = field(repr=False)
     norm: float
     alpha: float
-    column_norms: Any
+    column_norms: Any = field(repr=False)
+
+    @property
+    def n_rows(self) -> int:
+        """Number of samples (rows) of the prepared side."""
+        return int(self.whitened.shape[0])
+
+    @property
+    def has_variance(self) -> bool:
+        """False when the side is constant across samples, so that it has no angle to anything."""
+        return self.norm > 0.0
 
 
 class NumpyOps:
@@ -181,6 +194,27 @@ def prepare_fields(ops: Any, X: Any, alpha: float) -> dict[str, Any]:
         "alpha": alpha,
         "column_norms": ops.freeze(column_norms),
     }
+
+
+def check_pair(x: Side, y: Side, cls: type, made_by: str) -> None:
+    """Reject two prepared sides that cannot be compared, in one line.
+
+    Args:
+        x: ``prepared_x``.
+        y: ``prepared_y``.
+        cls: the side class of the calling backend.
+        made_by: the function that makes ``cls`` (for the message).
+
+    Raises:
+        ValueError: for a side of another class, different alphas or different row counts.
+    """
+    for name, side in (("prepared_x", x), ("prepared_y", y)):
+        if not isinstance(side, cls):
+            raise ValueError(f"{name} must be a {cls.__name__} from {made_by}(), got {type(side).__name__}")
+    if x.alpha != y.alpha:
+        raise ValueError(f"prepared sides use different alphas: {x.alpha!r} and {y.alpha!r}")
+    if x.n_rows != y.n_rows:
+        raise ValueError(f"prepared sides have different row (sample) counts: {x.n_rows} and {y.n_rows}")
 
 
 def canonical_order(ops: Any, a: Side, b: Side) -> tuple[Side, Side]:

@@ -13,7 +13,7 @@ this one against it and against the golden cases.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ __all__ = [
 
 
 @dataclass(frozen=True, eq=False)
-class TorchPreparedSide:
+class TorchPreparedSide(core.Side):
     """One side, centred and partially whitened, as a float64 tensor on its device.
 
     Attributes:
@@ -40,21 +40,6 @@ class TorchPreparedSide:
         alpha: the partial-whitening weight.
         column_norms: (k,) tensor of the column norms in descending order (see ``PreparedSide``).
     """
-
-    whitened: torch.Tensor = field(repr=False)
-    norm: float
-    alpha: float
-    column_norms: torch.Tensor = field(repr=False)
-
-    @property
-    def n_rows(self) -> int:
-        """Number of samples (rows)."""
-        return int(self.whitened.shape[0])
-
-    @property
-    def has_variance(self) -> bool:
-        """False when the side is constant across samples."""
-        return self.norm > 0.0
 
     @property
     def device(self) -> torch.device:
@@ -190,19 +175,7 @@ def angular_distance_prepared_torch(prepared_x: TorchPreparedSide, prepared_y: T
     Raises:
         ValueError: for a wrong type, different alphas, row counts or devices.
     """
-    for name, side in (("prepared_x", prepared_x), ("prepared_y", prepared_y)):
-        if not isinstance(side, TorchPreparedSide):
-            raise ValueError(
-                f"{name} must be a TorchPreparedSide from prepare_torch(), got {type(side).__name__}"
-            )
-    if prepared_x.alpha != prepared_y.alpha:
-        raise ValueError(
-            f"prepared sides use different alphas: {prepared_x.alpha!r} and {prepared_y.alpha!r}"
-        )
-    if prepared_x.n_rows != prepared_y.n_rows:
-        raise ValueError(
-            f"prepared sides have different row (sample) counts: {prepared_x.n_rows} and {prepared_y.n_rows}"
-        )
+    core.check_pair(prepared_x, prepared_y, TorchPreparedSide, "prepare_torch")
     if prepared_x.device != prepared_y.device:
         raise ValueError(
             f"prepared sides are on different devices: {prepared_x.device} and {prepared_y.device}"
