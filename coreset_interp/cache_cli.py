@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from coreset_interp.cache import ArtifactCache, LockTimeoutError, tmp_owner_alive
+from coreset_interp.humanize import human_size
 from coreset_interp.jobstate import liveness
 from coreset_interp.locks import parse_duration
 from coreset_interp.manifest import has_manifest, verify_manifest
@@ -119,20 +120,6 @@ def leftovers(root: Path) -> Iterator[Path]:
     if root.is_dir():
         for kind_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
             yield from sorted(p for p in kind_dir.iterdir() if p.is_dir() and p.name.startswith(_LEFTOVERS))
-
-
-def human_size(n: float) -> str:
-    """Args:
-        n: bytes.
-
-    Returns:
-        ``12.3 MB`` style text (powers of 1024).
-    """
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
 
 
 def human_age(seconds: float) -> str:
@@ -320,8 +307,10 @@ def cmd_gc(cache: ArtifactCache, args: argparse.Namespace) -> int:
             shutil.rmtree(path, ignore_errors=True)
         freed += size
     verb = "would free" if args.dry_run else "freed"
-    print(f"{'would remove' if args.dry_run else 'removed'} {removed} artifacts, kept {skipped} in use; "
-          f"{verb} {human_size(freed)} in {cache.root}")
+    print(
+        f"{'would remove' if args.dry_run else 'removed'} {removed} artifacts, kept {skipped} in use; "
+        f"{verb} {human_size(freed)} in {cache.root}"
+    )
     return 0
 
 

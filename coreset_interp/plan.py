@@ -26,6 +26,7 @@ from typing import Any
 
 from coreset_interp import plan_costs as pc
 from coreset_interp.cache import ArtifactCache
+from coreset_interp.humanize import human_size
 from coreset_interp.plan_jobs import STAGES, JobPlan, Unit, dataset_sizes, plan_job, shapes
 
 __all__ = [
@@ -117,20 +118,6 @@ def wall(plan: SweepPlan, workers: int) -> float:
     return max(plan.critical_seconds, plan.total_seconds / max(1, min(workers, plan.n_jobs)))
 
 
-def human_bytes(n: float) -> str:
-    """Args:
-        n: bytes.
-
-    Returns:
-        A short human-readable size.
-    """
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
 def human_seconds(s: float) -> str:
     """Args:
         s: seconds.
@@ -156,13 +143,13 @@ def format_plan(plan: SweepPlan, profile: pc.Profile, gpus: int, tasks: int) -> 
     ]
     for name, st in plan.stages.items():
         lines.append(
-            f"{name:<18} {int(st['units']):>6} {int(st['reused']):>6} {human_bytes(st['disk']):>10} "
-            f"{human_bytes(st['ram']):>10} {human_seconds(st['seconds']):>10}"
+            f"{name:<18} {int(st['units']):>6} {int(st['reused']):>6} {human_size(st['disk'], 1000):>10} "
+            f"{human_size(st['ram'], 1000):>10} {human_seconds(st['seconds']):>10}"
         )
     disk = sum(st["disk"] for st in plan.stages.values())
     ram = max(st["ram"] for st in plan.stages.values())
     lines.append(
-        f"{'total':<18} {'':>6} {'':>6} {human_bytes(disk):>10} {human_bytes(ram):>10} "
+        f"{'total':<18} {'':>6} {'':>6} {human_size(disk, 1000):>10} {human_size(ram, 1000):>10} "
         f"{human_seconds(plan.total_seconds):>10}"
     )
     per = "GPU" if profile.gpu else "worker"

@@ -20,6 +20,7 @@ from coreset_interp.interpreters import InterpretContext, get_interpreter
 from coreset_interp.metrics.compare import COMPARISON_DIR, ComparedFit, PhiComparer, compare_class_outer
 from coreset_interp.metrics.shape import angular_distance
 from coreset_interp.models.activations import ActivationStore
+from tests.helpers import store_from_maps
 
 D, H, W = 32, 4, 4
 
@@ -35,16 +36,7 @@ def synthetic_store(folder: Path, n_classes: int, per_class: int, seed: int) -> 
         x = codes @ basis + 0.05 * np.abs(rng.standard_normal((per_class * H * W, D)))
         maps.append(x.reshape(per_class, H, W, D).transpose(0, 3, 1, 2))
         labels.append(np.full(per_class, c))
-    arr = np.concatenate(maps).astype(np.float32)
-    lab = np.concatenate(labels).astype(np.int64)
-    return ActivationStore(
-        path=folder,
-        maps=arr,
-        g=arr.mean(axis=(2, 3)),
-        labels=lab,
-        preds=lab.copy(),
-        logits=np.zeros((len(lab), n_classes), dtype=np.float32),
-    )
+    return store_from_maps(folder, np.concatenate(maps), np.concatenate(labels), n_classes)
 
 
 def make_ctx(tmp: Path, n_classes: int, val_per_class: int = 12) -> InterpretContext:

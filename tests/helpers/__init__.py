@@ -118,3 +118,28 @@ def tiny_context(folder: Path) -> InterpretContext:
         batch_size=16,
         progress=False,
     )
+
+
+def store_from_maps(path: Path, maps: np.ndarray, labels: np.ndarray, n_classes: int) -> ActivationStore:
+    """An in-memory activation store of some maps: GAP features, predictions equal to the labels, zero
+    logits.
+
+    Args:
+        path: the store's folder name (nothing is written).
+        maps: (n, d, h, w) maps.
+        labels: (n,) class labels.
+        n_classes: logit columns.
+
+    Returns:
+        The store.
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    labels = np.asarray(labels, dtype=np.int64)
+    return ActivationStore(
+        path=path,
+        maps=maps,
+        g=maps.mean(axis=(2, 3)),
+        labels=labels,
+        preds=labels.copy(),
+        logits=np.zeros((len(labels), n_classes), dtype=np.float32),
+    )

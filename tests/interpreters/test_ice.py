@@ -15,8 +15,19 @@ from coreset_interp.interpreters.ice import ICE
 from coreset_interp.models.activations import ActivationStore
 from coreset_interp.pipeline import fit_interpreter
 from coreset_interp.selectors import get_selector
+from tests.helpers import store_from_maps
 
 D, H, W, RANK = 8, 3, 3, 3
+
+
+def _disjoint_bases(rng: np.random.Generator) -> list[np.ndarray]:
+    """Class 0 lives on channels 0-3, class 1 on channels 4-7: disjoint supports."""
+    bases = []
+    for c in range(2):
+        b = np.zeros((RANK, D))
+        b[:, 4 * c : 4 * c + 4] = rng.random((RANK, 4)) + 0.1
+        bases.append(b)
+    return bases
 
 
 def _low_rank_store(path: Path, n_per_class: int, rng: np.random.Generator, bases: list[np.ndarray]):
@@ -27,27 +38,13 @@ def _low_rank_store(path: Path, n_per_class: int, rng: np.random.Generator, base
         rows = scores @ basis  # (positions, D)
         maps.append(rows.reshape(n_per_class, H, W, D).transpose(0, 3, 1, 2))
         labels += [c] * n_per_class
-    maps_arr = np.concatenate(maps).astype(np.float32)
-    labels_arr = np.asarray(labels, dtype=np.int64)
-    return ActivationStore(
-        path=path,
-        maps=maps_arr,
-        g=maps_arr.mean(axis=(2, 3)),
-        labels=labels_arr,
-        preds=labels_arr.copy(),
-        logits=np.zeros((len(labels_arr), len(bases)), dtype=np.float32),
-    )
+    return store_from_maps(path, np.concatenate(maps), np.asarray(labels), len(bases))
 
 
 @pytest.fixture()
 def synthetic(tmp_path: Path) -> InterpretContext:
     rng = np.random.default_rng(0)
-    # Class 0 lives on channels 0-3, class 1 on channels 4-7: disjoint supports.
-    bases = []
-    for c in range(2):
-        b = np.zeros((RANK, D))
-        b[:, 4 * c : 4 * c + 4] = rng.random((RANK, 4)) + 0.1
-        bases.append(b)
+    bases = _disjoint_bases(rng)
     # ICE only reads the activation stores for fit and maps; no model is needed here.
     return InterpretContext(
         model=None,  # type: ignore[arg-type]
@@ -169,11 +166,7 @@ def mislabelled(tmp_path: Path) -> tuple[InterpretContext, np.ndarray]:
     """Train as ``synthetic``; val adds 3 images labelled 1 whose maps are class 0's (the model gets them
     wrong). Returns the context and the indices of those images."""
     rng = np.random.default_rng(0)
-    bases = []
-    for c in range(2):
-        b = np.zeros((RANK, D))
-        b[:, 4 * c : 4 * c + 4] = rng.random((RANK, 4)) + 0.1
-        bases.append(b)
+    bases = _disjoint_bases(rng)
     head = _support_head(bias_1=0.5)
     train = _low_rank_store(tmp_path, 20, rng, bases)
     val = _low_rank_store(tmp_path, 5, rng, bases)
