@@ -50,7 +50,7 @@ def cached(cache: ArtifactCache, unit: Unit, classes: int) -> bool:
     if unit.kind is None or unit.key is None:
         return False
     if unit.kind == "comparison":
-        from coreset_interp.comparisons import COMPARISON_DIR
+        from coreset_interp.metrics.compare import COMPARISON_DIR
 
         for key in unit.key.split(","):
             path = cache.root / COMPARISON_DIR / f"{key}.jsonl"

@@ -146,8 +146,8 @@ def plan_job(cfg: dict[str, Any], profile: pc.Profile, name: str, ice_backend: s
     Returns:
         The job's plan.
     """
-    from coreset_interp.comparisons import comparison_key
     from coreset_interp.interpreters import get_interpreter
+    from coreset_interp.metrics.compare import comparison_key
     from coreset_interp.pipeline import _fit_spec, evaluation_spec, ratios_from_percents
     from coreset_interp.reality import bootstrap_key, bootstrap_seed
     from coreset_interp.selectors import SELECTORS

@@ -82,7 +82,7 @@ def comparison_keys(
         alpha: partial-whitening alpha.
         kval: the val activations' key of the full side.
         kval_other: that of the other sides.
-        comparison_key: :func:`coreset_interp.comparisons.comparison_key`.
+        comparison_key: :func:`coreset_interp.metrics.compare.comparison_key`.
 
     Returns:
         The comparison logs' keys joined by commas, or None when one of them cannot be computed.

@@ -143,8 +143,8 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from coreset_interp.cache import ArtifactCache
-    from coreset_interp.comparisons import ComparedFit, compare_class_outer
     from coreset_interp.interpreters import InterpretContext, get_interpreter
+    from coreset_interp.metrics.compare import ComparedFit, compare_class_outer
 
     classes = int(args.child)
     root = Path(tempfile.mkdtemp(prefix=f"bench_scale_c{classes}_", dir=args.workdir))
