@@ -256,12 +256,33 @@ class ArtifactLock:
             aside.unlink()
 
     def _create_lease(self) -> bool:
+        # The lease appears complete or not at all: a holder killed while writing it would otherwise leave
+        # an empty lease that names no process, which waiters could only break after stale_after.
+        body = json.dumps({**holder_identity(), "token": self.token, "since": time.time()})
+        draft = self.lease_path.with_name(f"{self.lease_path.name}.draft-{uuid.uuid4().hex[:8]}")
+        try:
+            with open(draft, "w") as fh:
+                fh.write(body)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.link(draft, self.lease_path)
+        except FileExistsError:
+            return False
+        except OSError:
+            # No hard links on this file system (some FUSE mounts): exclusive create, then write.
+            return self._create_lease_in_place(body)
+        finally:
+            with contextlib.suppress(OSError):
+                draft.unlink()
+        return True
+
+    def _create_lease_in_place(self, body: str) -> bool:
         try:
             fd = os.open(self.lease_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             return False
         with os.fdopen(fd, "w") as fh:
-            json.dump({**holder_identity(), "token": self.token, "since": time.time()}, fh)
+            fh.write(body)
             fh.flush()
             os.fsync(fh.fileno())
         return True
