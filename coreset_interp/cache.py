@@ -74,6 +74,8 @@ KINDS = (
     "fit",
     "fit_full",
     "evaluation",
+    # ICE's val scores per (NMF, val class), shared by its maps and its evaluation.
+    "transform",
     # Reality checks (coreset_interp.reality), one per model x interpreter.
     "noise_floor",
     "cascade",

@@ -190,7 +190,7 @@ def evaluation_spec(interp: Interpreter, train_key: str, val_name: str, seed: in
     Returns:
         The common part of the spec (evaluations, noise floor, cascade add their own fields).
     """
-    return {
+    spec: dict[str, Any] = {
         "interpreter": interp.name,
         "version": interp.version,
         "params": interp.evaluation_params(),
@@ -198,6 +198,9 @@ def evaluation_spec(interp: Interpreter, train_key: str, val_name: str, seed: in
         "train": train_key,
         "val": val_name,
     }
+    if interp.evaluation_version != 1:
+        spec["evaluation_version"] = interp.evaluation_version
+    return spec
 
 
 def evaluate_fit(

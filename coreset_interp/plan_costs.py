@@ -194,21 +194,51 @@ def fit(profile: Profile, s: Shapes, interpreter: str, params: dict[str, Any], r
     return Cost(gram + _parallel(profile, lasso, s.classes), units * units * 8 * 2, s.classes * units * 8)
 
 
+def ice_val_scores(profile: Profile, s: Shapes, params: dict[str, Any], per_image: float = 1.0) -> float:
+    """Seconds of ICE's NMF transforms of the val positions: ``per_image`` transforms of every val image
+    (half a fit iteration's work per iteration with scikit-learn; see ``nmf_seconds`` for torch).
+
+    Args:
+        profile: the device profile.
+        s: the shapes.
+        params: ICE's parameters (``n_components``, ``max_iter``, ``backend``).
+        per_image: transforms per val image.
+
+    Returns:
+        Seconds, classes spread over the job's cores where the backend runs per class on the host.
+    """
+    r, iters = int(params["n_components"]), int(params["max_iter"])
+    unit, spreads = _nmf_unit(profile, str(params["backend"]))
+    seconds = 0.5 * s.n_val * s.positions * s.d * r * iters * unit
+    if params["backend"] != "sklearn":
+        rows_c = s.n_val / s.classes * s.positions
+        seconds = s.classes * _torch_nmf(profile, rows_c, s.d, r, iters, fit=False)
+    seconds *= per_image
+    return _parallel(profile, seconds, s.classes) if spreads else seconds
+
+
+def ice_candidates(s: Shapes, params: dict[str, Any]) -> int:
+    """Args:
+        s: the shapes.
+        params: ICE's parameters (``candidates``: an integer or ``all``).
+
+    Returns:
+        Classes tried per val image by ICE's label-free accuracy.
+    """
+    k = params.get("candidates", 5)
+    return s.classes if k == "all" else min(int(k), s.classes)
+
+
 def evaluation(profile: Profile, s: Shapes, interpreter: str, params: dict[str, Any]) -> Cost:
     """One fit's val evaluation.
 
-    ICE: the NMF transform of every val position (half an iteration's work per iteration) and the head.
-    Topic: the concept model on the val maps. VEBI: intact, ablated and ``random_draws`` control passes
-    over the val images.
+    ICE: the NMF transform of every val image with each of its candidate classes but its own (whose scores
+    are shared with the Phi maps and priced in :func:`comparisons`; the label is assumed to be among the
+    candidates), and the head. Topic: the concept model on the val maps. VEBI: intact, ablated and
+    ``random_draws`` control passes over the val images.
     """
     if interpreter == "ice":
-        r, iters = int(params["n_components"]), int(params["max_iter"])
-        unit, spreads = _nmf_unit(profile, str(params["backend"]))
-        seconds = 0.5 * s.n_val * s.positions * s.d * r * iters * unit
-        if params["backend"] != "sklearn":
-            rows_c = s.n_val / s.classes * s.positions
-            seconds = s.classes * _torch_nmf(profile, rows_c, s.d, r, iters, fit=False)
-        seconds = _parallel(profile, seconds, s.classes) if spreads else seconds
+        seconds = ice_val_scores(profile, s, params, per_image=ice_candidates(s, params) - 1)
         return Cost(seconds, s.n_val / s.classes * s.positions * s.d * 8 * 3)
     if interpreter == "topic":
         m, hidden = int(params["n_concepts"]), int(params["hidden"])
@@ -234,10 +264,11 @@ def _svd(profile: Profile, k: float, host: bool) -> float:
 def comparisons(profile: Profile, s: Shapes, interpreter: str, params: dict[str, Any], n_others: int) -> Cost:
     """Phi of the full fit against ``n_others`` fits, class-outer.
 
-    Per class: the maps of every fit (ICE: an NMF transform of the class's val positions), one prepare
-    (QR/scatter, eigh with vectors, rotation) of the full side and of each other side, and per pair a cross
-    product and a values-only SVD, on k = min(rows, d) columns. VEBI (paired): a val forward pass per pair
-    for the top units' maps, then small problems. On a CPU numpy runs classes on one core each.
+    Per class: the maps of every fit (ICE: its shared val scores, one NMF transform of the class's val
+    positions per fit), one prepare (QR/scatter, eigh with vectors, rotation) of the full side and of each
+    other side, and per pair a cross product and a values-only SVD, on k = min(rows, d) columns. VEBI
+    (paired): a val forward pass per pair for the top units' maps, then small problems. On a CPU numpy runs
+    classes on one core each.
     """
     rows = s.n_val / s.classes * s.positions
     host = not profile.gpu
@@ -249,14 +280,10 @@ def comparisons(profile: Profile, s: Shapes, interpreter: str, params: dict[str,
     prep = _eigh(profile, k, host) + 4 * rows * k * k / gemm
     compare = _svd(profile, k, host) + 2 * rows * k * k / gemm
     per_class = (1 + n_others) * prep + n_others * compare
-    maps = 0.0
-    if interpreter == "ice":
-        r, iters = int(params["n_components"]), int(params["max_iter"])
-        unit, _ = _nmf_unit(profile, str(params["backend"]))
-        maps = (1 + n_others) * 0.5 * rows * s.d * r * iters * unit
-        if params["backend"] != "sklearn":
-            maps = (1 + n_others) * _torch_nmf(profile, rows, s.d, r, iters, fit=False)
-    seconds = s.classes * (per_class + maps)
+    seconds = s.classes * per_class
     seconds = _parallel(profile, seconds, s.classes) if host else seconds
+    if interpreter == "ice":
+        # Each fit's val scores, computed once (by this stage or the evaluation, whichever runs first).
+        seconds += ice_val_scores(profile, s, params, per_image=1 + n_others)
     ram = rows * s.d * 8 * 4 + k * k * 8 * 3
     return Cost(seconds, ram, n_others * s.classes * 64)

@@ -101,6 +101,9 @@ class Interpreter(ABC):
     #: Bump when the fit or the evaluation changes: it is part of every fit's and evaluation's cache key
     #: (``tests/test_method_versions.py`` notices a code change without a bump).
     version: ClassVar[int] = 1
+    #: Bump when only :meth:`evaluate` changed: it is part of the val-side keys (evaluations, noise floor,
+    #: cascade) but not of the fits', so cached fits stay valid. Left out of the keys while it is 1.
+    evaluation_version: ClassVar[int] = 1
     #: True when the maps of a fit depend on the fit it is compared with (VEBI's top-N rule).
     paired: ClassVar[bool] = False
     #: Fields that change only :meth:`evaluate`'s numbers, not the fit (left out of fit keys).

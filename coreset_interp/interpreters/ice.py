@@ -28,11 +28,10 @@ so a killed fit resumes at its first unfinished class; classes run on ``ctx.n_jo
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,24 +41,20 @@ from threadpoolctl import threadpool_limits
 
 from coreset_interp.cache import spec_key
 from coreset_interp.interpreters.base import INTERPRETERS, FigureHook, InterpretContext, Interpreter
+from coreset_interp.interpreters.ice_scores import (
+    FittedNMF,
+    class_val_scores,
+    compose,
+    nmf_scores,
+    rows_digest,
+    true_class_reconstructions,
+)
 from coreset_interp.linalg.nmf import default_solver, fit_nmf, resolve_dtype
 from coreset_interp.parallel import parallel_map
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "sklearn")
-
-
-class FittedNMF(Protocol):
-    """What ICE reads from a fitted NMF of either backend (scikit-learn's names)."""
-
-    components_: np.ndarray
-    n_components_: int
-    reconstruction_err_: float
-
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        """Scores W of rows x with the components fixed."""
-        ...
 
 
 @dataclass
@@ -73,6 +68,9 @@ class ICEFit:
 
     nmfs: dict[int, FittedNMF]
     scope: str
+    #: Each NMF's cache key (same keys as ``nmfs``), which the shared val scores are keyed by
+    #: (:mod:`coreset_interp.interpreters.ice_scores`); None for a fit from before the keys were kept.
+    keys: dict[int, str] | None = None
 
     def for_class(self, c: int) -> FittedNMF:
         """Args:
@@ -106,6 +104,9 @@ class ICE(Interpreter):
 
     # The label-free accuracy's candidate classes change the evaluation only, not the NMFs.
     evaluation_only = frozenset({"candidates"})
+    # 2: the true-class reconstructions come from the shared per-class val scores (the same W as the Phi
+    # maps), transformed in per-class batches instead of mixed chunks.
+    evaluation_version = 2
     # A reconstruction is judged against the model's predictions: the intact model is Fig. 2's reference.
     figure_hook = FigureHook(intact_reference=True)
 
@@ -204,7 +205,8 @@ class ICE(Interpreter):
         indices = np.asarray(indices)
         if self.scope == "global":
             x = ctx.train.positions(indices)
-            return ICEFit({-1: self._fit_nmf(x, seed, "the coreset", ctx.device)}, "global")
+            key = spec_key(self._class_spec(ctx, -1, indices, seed))
+            return ICEFit({-1: self._fit_nmf(x, seed, "the coreset", ctx.device)}, "global", {-1: key})
         labels = ctx.train.labels[indices]
         groups: dict[int, np.ndarray] = {}
         for c in ctx.train.classes():
@@ -240,30 +242,25 @@ class ICE(Interpreter):
             progress=ctx.progress and len(todo) > 1,
             desc="ice classes",
         )
-        return ICEFit({c: nmfs[c] for c in groups}, "class")
+        return ICEFit({c: nmfs[c] for c in groups}, "class", {c: spec_key(specs[c]) for c in groups})
 
     def _class_spec(self, ctx: InterpretContext, c: int, rows: np.ndarray, seed: int) -> dict[str, Any]:
-        """What determines one class's NMF: the method, the seed, the train activations and its rows."""
-        digest = hashlib.sha256(np.ascontiguousarray(rows, dtype=np.int64).tobytes()).hexdigest()[:20]
+        """What determines one class's NMF (class -1: the global one): the method, the seed, the train
+        activations and its rows."""
         return {
             "interpreter": self.name,
-            "part": "class_nmf",
+            "part": "class_nmf" if c >= 0 else "global_nmf",
             "version": self.version,
             "params": self.fit_params(),
             "seed": int(seed),
             "train": ctx.model_key,
             "class": int(c),
-            "rows": digest,
+            "rows": rows_digest(rows),
         }
 
     @staticmethod
     def _reconstruct(nmf: FittedNMF, x: np.ndarray) -> np.ndarray:
-        if not isinstance(nmf, NMF):
-            return (nmf.transform(x) @ nmf.components_).astype(np.float32)
-        with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            w = nmf.transform(x)
-        return (w @ nmf.components_).astype(np.float32)
+        return compose(nmf, nmf_scores(nmf, x))
 
     def maps(self, fit: ICEFit, ctx: InterpretContext, indices: np.ndarray) -> np.ndarray:
         """The Phi protocol's maps: class c's val images reconstructed with R_c (the paper's Sec. 3.3).
@@ -274,9 +271,12 @@ class ICE(Interpreter):
             indices: val indices of one class.
 
         Returns:
-            Reconstructions A^ as rows over positions (len*h*w x d).
+            Reconstructions A^ as rows over positions (len*h*w x d). A whole class's images are
+            reconstructed from its shared val scores (computed once per fit and class).
         """
         c = int(ctx.val.labels[indices[0]])
+        if np.array_equal(indices, ctx.val.class_indices(c)):
+            return compose(fit.for_class(c), class_val_scores(self, fit, ctx, c))
         return self._reconstruct(fit.for_class(c), ctx.val.positions(indices))
 
     def candidate_classes(self, fit: ICEFit, logits: np.ndarray) -> np.ndarray:
@@ -312,9 +312,11 @@ class ICE(Interpreter):
     def evaluate(self, fit: ICEFit, ctx: InterpretContext) -> dict[str, float]:
         """Accuracy of the head on each val image's reconstruction, label-free and with the true class.
 
-        Val images are read in chunks; within a chunk each class's NMF reconstructs, in one call, the
-        images that have it as a candidate or as their label, so an image costs ``candidates``
-        reconstructions (one more when its label is not a candidate).
+        Val images are read in chunks; within a chunk each class's NMF reconstructs the images that have it
+        as a candidate or as their label, so an image costs ``candidates`` reconstructions (one more when its
+        label is not a candidate). The true-class reconstructions come from the class's shared val scores
+        (:func:`~coreset_interp.interpreters.ice_scores.class_val_scores`), the same W as the Phi maps, so
+        each (fit, class) transform is computed once for both.
 
         Args:
             fit: the fit.
@@ -328,21 +330,22 @@ class ICE(Interpreter):
         """
         labels = np.asarray(ctx.val.labels)
         d, h, w = ctx.val.map_shape
-        # Images per chunk: about 64 MB per array of reconstructions (160 ImageNet ResNet50 images).
-        chunk = max(1, (64 << 20) // (h * w * d * 4))
         intact = float(np.mean(ctx.val.preds == labels))
         if fit.scope == "global":
             correct = 0
-            for start in range(0, ctx.val.n, chunk):
-                idx = np.arange(start, min(start + chunk, ctx.val.n))
-                rec = self._reconstruct(fit.for_class(-1), ctx.val.positions(idx))
-                correct += self._head_correct(ctx, rec.reshape(len(idx), h * w, d), labels[idx])
+            # Class by class: each class's reconstructions are its shared val scores (the Phi maps' W).
+            for c in ctx.val.classes():
+                idx = ctx.val.class_indices(int(c))
+                rec = true_class_reconstructions(self, fit, ctx, int(c), idx)
+                correct += self._head_correct(ctx, rec, labels[idx])
             acc = correct / ctx.val.n
             return {"accuracy": acc, "accuracy_true_class": acc, "intact_accuracy": intact}
         cands = self.candidate_classes(fit, np.asarray(ctx.val.logits))
         unfitted = sorted(set(np.unique(labels).tolist()) - set(fit.nmfs))
         if unfitted:
             raise ValueError(f"ice: val class(es) {unfitted[:10]} have no components in the fit")
+        # Images per chunk: about 64 MB per array of reconstructions (160 ImageNet ResNet50 images).
+        chunk = max(1, (64 << 20) // (h * w * d * 4))
         free = true = hits = 0
         for start in range(0, ctx.val.n, chunk):
             idx = np.arange(start, min(start + chunk, ctx.val.n))
@@ -355,9 +358,14 @@ class ICE(Interpreter):
             for c in np.union1d(cand, lab):
                 is_cand, is_true = (cand == c).any(axis=1), lab == c
                 rows = np.flatnonzero(is_cand | is_true)
-                rec = self._reconstruct(fit.for_class(int(c)), x[rows].reshape(-1, d))
-                rec = rec.reshape(len(rows), h * w, d)
-                by_label[rows[is_true[rows]]] = rec[is_true[rows]]
+                own = is_true[rows]
+                rec = np.empty((len(rows), h * w, d), dtype=np.float32)
+                if own.any():
+                    rec[own] = true_class_reconstructions(self, fit, ctx, int(c), idx[rows[own]])
+                if not own.all():
+                    other = x[rows[~own]].reshape(-1, d)
+                    rec[~own] = self._reconstruct(fit.for_class(int(c)), other).reshape(-1, h * w, d)
+                by_label[rows[own]] = rec[own]
                 scored = is_cand[rows]
                 err = ((rec[scored] - x[rows[scored]]) ** 2).sum(axis=(1, 2))
                 r = rows[scored]

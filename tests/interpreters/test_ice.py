@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from coreset_interp.cache import ArtifactCache
 from coreset_interp.interpreters import InterpretContext, get_interpreter
 from coreset_interp.interpreters.ice import ICE
 from coreset_interp.models.activations import ActivationStore
@@ -292,3 +295,53 @@ def test_digits_tiny_classes_clamp_components(digits_context) -> None:
     fit = get_interpreter("ice").fit(ctx, one_each, seed=0)
     assert {n.n_components_ for n in fit.nmfs.values()} == {4}
     assert 0.0 <= get_interpreter("ice").evaluate(fit, ctx)["accuracy"] <= 1.0
+
+
+def _count_transformed_rows(fit: Any) -> dict[int, list[int]]:
+    """Wrap each NMF's ``transform`` so that the rows it is given are counted per class."""
+    counts: dict[int, list[int]] = {c: [] for c in fit.nmfs}
+    for c, nmf in fit.nmfs.items():
+
+        def counted(x: np.ndarray, _inner: Any = nmf.transform, _c: int = c) -> np.ndarray:
+            counts[_c].append(len(x))
+            return _inner(x)
+
+        nmf.transform = counted
+    return counts
+
+
+def test_val_scores_are_computed_once_and_shared(mislabelled, tmp_path: Path) -> None:
+    """Protects "each (fit, class) transform of the val maps is computed once": the Phi maps and the
+    evaluation's true-class reconstructions read one cached W per (fit, class). Before, evaluate
+    transformed every image with every candidate class and maps() transformed each class's images again,
+    so each NMF saw n_val + n_class rows instead of n_val; the second round (a fit read back from the
+    cache, as in the next job of a sweep) transforms only the images whose candidate is another class."""
+    ctx, _ = mislabelled
+    ctx = InterpretContext(**{**ctx.__dict__, "cache": ArtifactCache(tmp_path / "cache")})
+    ice = ICE(n_components=RANK, max_iter=1000, backend="sklearn", candidates="all")
+    fit = ice.fit(ctx, np.arange(ctx.train.n), seed=0)
+    bare = ice.evaluate(fit, InterpretContext(**{**ctx.__dict__, "cache": None}))
+    direct = {c: ICE._reconstruct(fit.nmfs[c], ctx.val.positions(ctx.val.class_indices(c))) for c in (0, 1)}
+    hw = H * W
+    frozen = pickle.dumps(fit)
+    counts = _count_transformed_rows(fit)
+    assert ice.evaluate(fit, ctx) == bare
+    for c in (0, 1):
+        np.testing.assert_array_equal(ice.maps(fit, ctx, ctx.val.class_indices(c)), direct[c])
+    # Every image transformed once per NMF (both classes are every image's candidates).
+    assert {c: sum(v) for c, v in counts.items()} == {0: ctx.val.n * hw, 1: ctx.val.n * hw}
+    again = pickle.loads(frozen)
+    counts = _count_transformed_rows(again)
+    for c in (0, 1):
+        np.testing.assert_array_equal(ice.maps(again, ctx, ctx.val.class_indices(c)), direct[c])
+    assert ice.evaluate(again, ctx) == bare
+    others = {c: ctx.val.n - len(ctx.val.class_indices(c)) for c in (0, 1)}
+    assert {c: sum(v) for c, v in counts.items()} == {c: others[c] * hw for c in (0, 1)}
+    # The scores are keyed by the fit: another coreset's fit gets its own maps, not this fit's.
+    half = np.flatnonzero(np.arange(ctx.train.n) % 2 == 0)
+    other_fit = ice.fit(ctx, half, seed=0)
+    z = ice.maps(other_fit, ctx, ctx.val.class_indices(0))
+    np.testing.assert_array_equal(
+        z, ICE._reconstruct(other_fit.nmfs[0], ctx.val.positions(ctx.val.class_indices(0)))
+    )
+    assert not np.array_equal(z, direct[0])
