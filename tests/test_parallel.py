@@ -49,6 +49,7 @@ def test_joblib_launcher_share_is_read_from_the_hydra_config(monkeypatch: pytest
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(8)))
     assert launcher_jobs() is None  # not inside a Hydra job
+
     def hydra_cfg(n_jobs: int):
         with initialize_config_dir(config_dir=str(CONF), version_base=None):
             return compose(
