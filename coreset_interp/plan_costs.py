@@ -194,26 +194,32 @@ def fit(profile: Profile, s: Shapes, interpreter: str, params: dict[str, Any], r
     return Cost(gram + _parallel(profile, lasso, s.classes), units * units * 8 * 2, s.classes * units * 8)
 
 
-def ice_val_scores(profile: Profile, s: Shapes, params: dict[str, Any], per_image: float = 1.0) -> float:
+def ice_val_scores(
+    profile: Profile, s: Shapes, params: dict[str, Any], per_image: float = 1.0, reads: float | None = None
+) -> float:
     """Seconds of ICE's NMF transforms of the val positions: ``per_image`` transforms of every val image
-    (half a fit iteration's work per iteration with scikit-learn; see ``nmf_seconds`` for torch).
+    (half a fit iteration's work per iteration with scikit-learn; see ``nmf_seconds`` for torch), each
+    with its reconstruction W H, and ``reads`` reads of the val maps as rows of positions.
 
     Args:
         profile: the device profile.
         s: the shapes.
         params: ICE's parameters (``n_components``, ``max_iter``, ``backend``).
         per_image: transforms per val image.
+        reads: reads of every val image's maps (default: one per transform).
 
     Returns:
         Seconds, classes spread over the job's cores where the backend runs per class on the host.
     """
     r, iters = int(params["n_components"]), int(params["max_iter"])
     unit, spreads = _nmf_unit(profile, str(params["backend"]))
-    seconds = 0.5 * s.n_val * s.positions * s.d * r * iters * unit
+    values = s.n_val * s.positions * s.d
+    seconds = 0.5 * values * r * iters * unit
     if params["backend"] != "sklearn":
         rows_c = s.n_val / s.classes * s.positions
         seconds = s.classes * _torch_nmf(profile, rows_c, s.d, r, iters, fit=False)
-    seconds *= per_image
+    seconds = per_image * (seconds + 2 * values * r / profile.gemm32)
+    seconds += (per_image if reads is None else reads) * values * profile.layout
     return _parallel(profile, seconds, s.classes) if spreads else seconds
 
 
@@ -238,7 +244,8 @@ def evaluation(profile: Profile, s: Shapes, interpreter: str, params: dict[str, 
     ``random_draws`` control passes over the val images.
     """
     if interpreter == "ice":
-        seconds = ice_val_scores(profile, s, params, per_image=ice_candidates(s, params) - 1)
+        # The val maps are read once, chunk by chunk, for all of an image's candidates.
+        seconds = ice_val_scores(profile, s, params, per_image=ice_candidates(s, params) - 1, reads=1)
         return Cost(seconds, s.n_val / s.classes * s.positions * s.d * 8 * 3)
     if interpreter == "topic":
         m, hidden = int(params["n_concepts"]), int(params["hidden"])

@@ -54,6 +54,8 @@ class Profile:
         decode: seconds to decode and resize one JPEG on one core.
         parallel_efficiency: fraction of linear speed-up from running classes on several cores.
         nmf_torch_sweep: fixed seconds per sweep of the torch NMF (its ~4 r short kernels).
+        layout: seconds per activation value to read stored maps (n x d x h x w) as float32 rows of
+            positions on one core, the layout ICE and Phi work on (a strided copy, memory-bound).
     """
 
     name: str
@@ -75,6 +77,7 @@ class Profile:
     decode: float = 0.004
     parallel_efficiency: float = 0.8
     nmf_torch_sweep: float = 0.0
+    layout: float = 5.0e-9
 
     @property
     def label(self) -> str:
@@ -185,6 +188,15 @@ def calibrate(
             except ImportError:  # a branch without the torch NMF: time the same flops as updates
                 nmf_torch = _best(torch_mu, 2) / (rows * d * r * iters)
                 nmf_torch_sweep = 0.0
+            maps16 = rng.random((200, 512, 7, 7)).astype(np.float16)
+            pick = np.arange(len(maps16))
+
+            def relayout() -> np.ndarray:
+                # What ActivationStore.positions does: a float32 copy, then image-major rows of positions.
+                a = maps16[pick].astype(np.float32)
+                return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).reshape(-1, a.shape[1])
+
+            layout = _best(relayout, 3) / maps16.size
             forward = {}
             with torch.no_grad():
                 for arch in archs:
@@ -210,6 +222,7 @@ def calibrate(
         linalg_latency=0.0,
         nmf_torch=nmf_torch,
         nmf_torch_sweep=nmf_torch_sweep,
+        layout=layout,
         nmf_sklearn=nmf_sklearn,
         host_gemm64=host_gemm64,
         host_eigh_n3=eigh_n3,
