@@ -150,7 +150,9 @@ def selection(profile: Profile, s: Shapes, selector: str, rho: float) -> Cost:
 def _torch_nmf(profile: Profile, rows: float, d: float, r: int, iters: int, fit: bool = True) -> float:
     from coreset_interp.linalg.cost import nmf_seconds  # imports torch: only when a torch fit is priced
 
-    return nmf_seconds(profile.nmf_torch, profile.nmf_torch_sweep, rows, d, r, iters, fit)
+    # The solver the fit runs (coreset_interp.linalg.nmf.default_solver): HALS on X on a GPU.
+    solver = "hals" if profile.gpu else "sketched"
+    return nmf_seconds(profile.nmf_torch, profile.nmf_torch_sweep, rows, d, r, iters, fit, solver)
 
 
 def _nmf_unit(profile: Profile, backend: str) -> tuple[float, bool]:
