@@ -12,7 +12,9 @@ On the same random inputs, in one run, for each size (n, d):
     rotation; then the cross product and the values-only SVD. The formula's two decompositions (the other
     side's eigh with vectors, which partial whitening needs, and the singular values of the cross product)
     are paid by any exact method, so ``baseline / (eigh + svd)`` is the per-comparison ratio it could reach
-    if every matrix product were free.
+    if every matrix product were free; and ``gram_exact_needed``, how many of the cross product's smallest
+    singular values a hybrid (Gram eigenvalues for the rest) would still have to compute exactly for the
+    Gram error bound of the rest to stay within 1e-9 of the nuclear norm.
 
 The inputs are ReLU-like: X = relu(latent factors with a power-law spectrum + noise) and
 Y = relu(X Q + noise) for a random rotation Q, as activations of two related models would be. The three
@@ -108,7 +110,9 @@ def baseline_cosine(X: Any, Y: Any, alpha: float) -> float:
     return float(np.clip(cosine, -1.0, 1.0))
 
 
-def comparison_kernels(Y: Any, x_whitened: Any, y_whitened: Any, repeats: int) -> dict[str, float]:
+def comparison_kernels(
+    Y: Any, x_whitened: Any, y_whitened: Any, repeats: int
+) -> tuple[dict[str, float], int]:
     """Best seconds of each kernel one comparison pays on the other side, alone (see the module docs): the
     scatter, eigh and rotation on Y, the cross product and the SVD on the two prepared sides' matrices."""
     import numpy as np
@@ -133,8 +137,25 @@ def comparison_kernels(Y: Any, x_whitened: Any, y_whitened: Any, repeats: int) -
     )
     best("rotation", lambda: Yc @ vectors)
     cross = best("cross", lambda: np.ascontiguousarray(x_whitened.T @ y_whitened))
-    best("svd_values", lambda: scipy.linalg.svd(cross, compute_uv=False, check_finite=False))
-    return parts
+    singular_values = best(
+        "svd_values", lambda: scipy.linalg.svd(cross, compute_uv=False, check_finite=False)
+    )
+    return parts, gram_exact_needed(singular_values)
+
+
+def gram_exact_needed(singular_values: Any, tolerance: float = COS_TOLERANCE) -> int:
+    """How many of the smallest singular values must be exact so that the Gram route's error bound
+    (``coreset_interp.metrics.shape_core``) on the others is at most ``tolerance`` x their sum."""
+    import numpy as np
+
+    from coreset_interp.metrics.shape_core import GRAM_EIGENVALUE_ERROR
+
+    s = np.sort(np.asarray(singular_values))
+    delta = GRAM_EIGENVALUE_ERROR * float(s[-1]) ** 2
+    terms = delta / (np.sqrt(s**2 + delta) + s)
+    # Bound of the Gram route on s[m:], for every m.
+    tail = np.cumsum(terms[::-1])[::-1]
+    return int(np.argmax(tail <= tolerance * s.sum())) if (tail <= tolerance * s.sum()).any() else len(s)
 
 
 def timed(func: Callable[[], Any]) -> tuple[float, Any]:
@@ -197,7 +218,7 @@ def bench_size(n: int, d: int, args: argparse.Namespace) -> dict[str, float]:
             best[name] = min(best[name], seconds)
     cos_base = results["baseline"]
     cos_diff = max(abs(math.cos(results[name]) - cos_base) for name in methods if name != "baseline")
-    floor = comparison_kernels(Y, prepared_x.whitened, prepare(Y, alpha).whitened, args.repeats)
+    floor, exact_needed = comparison_kernels(Y, prepared_x.whitened, prepare(Y, alpha).whitened, args.repeats)
     return {
         **best,
         "prepare_x": t_prep_x,
@@ -206,6 +227,7 @@ def bench_size(n: int, d: int, args: argparse.Namespace) -> dict[str, float]:
         "kernel_parts": floor,
         "kernels_per_comparison": sum(floor.values()),
         "decompositions_per_comparison": floor["eigh_vectors"] + floor["svd_values"],
+        "gram_exact_needed": exact_needed,
     }
 
 
@@ -282,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{'':>11} kernels of a comparison, alone: {parts} "
                 f"(sum {r['kernels_per_comparison']:.3f} s); "
                 f"base/(eigh + svd) {r['baseline'] / r['decompositions_per_comparison']:.2f}x if every "
-                "product were free",
+                f"product were free; a Gram hybrid would still need {r['gram_exact_needed']} of {min(n, d)} "
+                "singular values exact",
                 flush=True,
             )
     load_end = os.getloadavg()[0]
