@@ -233,7 +233,7 @@ def ice_candidates(s: Shapes, params: dict[str, Any]) -> int:
     Returns:
         Classes tried per val image by ICE's label-free accuracy.
     """
-    k = params.get("candidates", 5)
+    k = params["candidates"]
     return s.classes if k == "all" else min(int(k), s.classes)
 
 
