@@ -29,15 +29,12 @@ so a killed fit resumes at its first unfinished class; classes run on ``ctx.n_jo
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.decomposition import NMF
-from sklearn.exceptions import ConvergenceWarning
-from threadpoolctl import threadpool_limits
 
 from coreset_interp.cache import spec_key
 from coreset_interp.interpreters.base import INTERPRETERS, FigureHook, InterpretContext, Interpreter
@@ -47,6 +44,7 @@ from coreset_interp.interpreters.ice_scores import (
     compose,
     nmf_scores,
     rows_digest,
+    sklearn_nmf_context,
     true_class_reconstructions,
 )
 from coreset_interp.linalg.nmf import default_solver, fit_nmf, resolve_dtype
@@ -184,11 +182,7 @@ class ICE(Interpreter):
                 solver=self._solver or default_solver(device),
             )
         nmf = NMF(n_components=r, init="nndsvda", max_iter=self.max_iter, tol=self.tol, random_state=seed)
-        # One BLAS thread: a class's NMF is thousands of small products, where OpenBLAS's threads only
-        # synchronise; on this 2-core machine under load one class took 5.3 s with 2 threads, 0.21 s with 1.
-        with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
-            # Non-convergence within max_iter is expected on large classes and harmless for the maps.
-            warnings.simplefilter("ignore", ConvergenceWarning)
+        with sklearn_nmf_context():
             nmf.fit(x)
         return nmf
 
@@ -347,6 +341,8 @@ class ICE(Interpreter):
         # Images per chunk: about 64 MB per array of reconstructions (160 ImageNet ResNet50 images).
         chunk = max(1, (64 << 20) // (h * w * d * 4))
         free = true = hits = 0
+        # Each class's scores, read once for all chunks (W is rows x r: 98 KB per ImageNet class).
+        loaded: dict[int, np.ndarray] = {}
         for start in range(0, ctx.val.n, chunk):
             idx = np.arange(start, min(start + chunk, ctx.val.n))
             x = ctx.val.positions(idx).reshape(len(idx), h * w, d)
@@ -361,7 +357,7 @@ class ICE(Interpreter):
                 own = is_true[rows]
                 rec = np.empty((len(rows), h * w, d), dtype=np.float32)
                 if own.any():
-                    rec[own] = true_class_reconstructions(self, fit, ctx, int(c), idx[rows[own]])
+                    rec[own] = true_class_reconstructions(self, fit, ctx, int(c), idx[rows[own]], loaded)
                 if not own.all():
                     other = x[rows[~own]].reshape(-1, d)
                     rec[~own] = self._reconstruct(fit.for_class(int(c)), other).reshape(-1, h * w, d)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -47,6 +49,17 @@ def rows_digest(rows: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(rows, dtype=np.int64).tobytes()).hexdigest()[:20]
 
 
+@contextmanager
+def sklearn_nmf_context() -> Iterator[None]:
+    """Where scikit-learn's NMF fits and transforms run: one BLAS thread (a class's NMF is thousands of
+    small products, where OpenBLAS's threads only synchronise; on this 2-core machine under load one class
+    took 5.3 s with 2 threads, 0.21 s with 1) and no ConvergenceWarning (non-convergence within max_iter
+    is expected on large classes and harmless for the maps)."""
+    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
 def nmf_scores(nmf: FittedNMF, x: np.ndarray) -> np.ndarray:
     """Scores W of rows ``x`` with the NMF's components fixed.
 
@@ -59,10 +72,7 @@ def nmf_scores(nmf: FittedNMF, x: np.ndarray) -> np.ndarray:
     """
     if not isinstance(nmf, NMF):
         return nmf.transform(x)
-    # One BLAS thread: thousands of small products, where OpenBLAS's threads only synchronise.
-    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
-        # Non-convergence within max_iter is expected and harmless for the maps.
-        warnings.simplefilter("ignore", ConvergenceWarning)
+    with sklearn_nmf_context():
         return nmf.transform(x)
 
 
@@ -112,7 +122,12 @@ def class_val_scores(interp: ICE, fit: ICEFit, ctx: InterpretContext, c: int) ->
 
 
 def true_class_reconstructions(
-    interp: ICE, fit: ICEFit, ctx: InterpretContext, c: int, images: np.ndarray
+    interp: ICE,
+    fit: ICEFit,
+    ctx: InterpretContext,
+    c: int,
+    images: np.ndarray,
+    loaded: dict[int, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Reconstructions of some val images of class ``c`` with class c's components, from the shared scores.
 
@@ -122,6 +137,9 @@ def true_class_reconstructions(
         ctx: the context.
         c: their class.
         images: val indices, each of class ``c``.
+        loaded: scores already read, by class; the class's scores are added when read. A caller that
+            asks for a class's images in several pieces (evaluate's chunks, where ImageNet's file order
+            mixes the classes) then reads each class's artifact once, not once per piece.
 
     Returns:
         (len(images) x h*w x d) float32 reconstructions.
@@ -131,6 +149,10 @@ def true_class_reconstructions(
     pos = np.searchsorted(members, images)
     if np.any(pos >= len(members)) or not np.array_equal(members[np.minimum(pos, len(members) - 1)], images):
         raise ValueError(f"ice: some images are not of val class {c}")
-    scores = class_val_scores(interp, fit, ctx, c)
+    scores = None if loaded is None else loaded.get(c)
+    if scores is None:
+        scores = class_val_scores(interp, fit, ctx, c)
+        if loaded is not None:
+            loaded[c] = scores
     picked = scores.reshape(len(members), h * w, -1)[pos].reshape(len(images) * h * w, -1)
     return compose(fit.for_class(c), picked).reshape(len(images), h * w, d)
