@@ -29,8 +29,7 @@ from coreset_interp.metrics.compare import (
     PhiComparer,
     null_fit,
     null_model_config,
-    null_reference,
-    null_summary,
+    phi_summary,
     summarise_phi,
 )
 from coreset_interp.models import get_model
@@ -55,7 +54,7 @@ RatioCallback = Callable[[dict[str, Any]], None]
 __all__ = [
     "ConfigError", "PhiComparer", "RatioCallback", "Workspace", "activations_for", "build_workspace",
     "evaluate_fit", "evaluation_spec", "fit_interpreter", "fit_key", "null_fit", "null_model_config",
-    "null_reference", "null_summary", "ratios_from_percents", "resolve_device", "run", "run_job",
+    "phi_summary", "ratios_from_percents", "resolve_device", "run", "run_job",
     "run_stages", "select_coreset", "summarise_phi",
 ]  # fmt: skip
 
@@ -287,7 +286,7 @@ def run_stages(
         if on_ratio is not None:
             on_ratio(entry)
 
-    null = null_summary(compared[-1]) if cfg.metric.null_reference else None
+    null = phi_summary(compared[-1]) if cfg.metric.null_reference else None
     floor = reality.noise_floor(cfg.raw, interp, ctx, seed, alpha, comparer)
     cascade = reality.cascade(ws, cfg.raw, interp, ctx, comparer, seed, alpha)
     reality.normalise(entries, floor, null)

@@ -18,8 +18,9 @@ from torch import nn
 
 from coreset_interp import results
 from coreset_interp.interpreters import InterpretContext, Interpreter
+from coreset_interp.metrics.compare import phi_summary
 from coreset_interp.models import ModelAdapter, get_model
-from coreset_interp.reality_floor import REALITY_VERSION, phi_summary
+from coreset_interp.reality_floor import REALITY_VERSION
 
 log = logging.getLogger(__name__)
 

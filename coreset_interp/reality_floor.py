@@ -22,6 +22,7 @@ import numpy as np
 from coreset_interp import results
 from coreset_interp.cache import spec_key
 from coreset_interp.interpreters import InterpretContext, Interpreter
+from coreset_interp.metrics.compare import phi_summary
 
 # Bumped when what the floor or the cascade computes changes (their cached results are keyed by it).
 REALITY_VERSION = 2
@@ -64,20 +65,6 @@ def bootstrap_indices(labels: np.ndarray, seed: int, draw: int) -> np.ndarray:
     rng = np.random.default_rng([int(seed), int(draw), 0xB007])
     out = [rng.choice(np.flatnonzero(labels == c), size=int(np.sum(labels == c))) for c in np.unique(labels)]
     return np.sort(np.concatenate(out)).astype(np.int64)
-
-
-def phi_summary(per_class: dict[int, Any]) -> dict[str, Any]:
-    """Args:
-        per_class: Phi per class of one pair of fits.
-
-    Returns:
-        The pipeline's Phi summary with its missing count under ``missing``.
-    """
-    from coreset_interp.pipeline import summarise_phi
-
-    out = summarise_phi(per_class)
-    out["missing"] = out.pop(results.PHI_MISSING)
-    return out
 
 
 def noise_floor(

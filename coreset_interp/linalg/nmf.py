@@ -11,7 +11,7 @@ written for torch so that it runs on the job's device:
   solver: W's columns one after another (Gauss-Seidel), then H's rows, each the closed-form non-negative
   least-squares minimiser given the others. Two solvers (``solver``):
 
-  - ``sketched`` (the default on a CPU): HALS on the rank-k sketch X ~ Q B (k = r + ``oversamples``) that the
+  - ``sketched`` (the default on a CPU): HALS on the rank-k sketch X ~ Q B (k = r + 10) that the
     initialisation's randomized SVD computes anyway (randomized HALS, Erichson et al. 2018). A sweep is
     then O((n + d) k r) instead of two passes over X: on this machine's 2 cores a 63,700 x 2048 class
     (r = 10, 200 sweeps) is dominated by the sketch's 16 products with X (``scripts/bench_nmf.py``);
@@ -64,7 +64,7 @@ __all__ = [
     "resolve_dtype",
 ]
 
-#: ``sketched``: HALS on the rank-k sketch X ~ Q B of the initialisation (k = r + ``oversamples``), each
+#: ``sketched``: HALS on the rank-k sketch X ~ Q B of the initialisation (k = r + 10), each
 #: sweep O((n + d) k r); ``hals``: HALS on X itself, each sweep two passes of O(n d r) over X.
 SOLVERS = ("sketched", "hals")
 
@@ -265,7 +265,6 @@ def fit_nmf(
     dtype: str | torch.dtype = "float32",
     block_bytes: int | None = None,
     solver: str = "auto",
-    oversamples: int = SKETCH_OVERSAMPLES,
 ) -> TorchNMF:
     """Fit X ~ W H (Frobenius loss, NNDSVDa initialisation, HALS updates).
 
@@ -282,7 +281,6 @@ def fit_nmf(
         block_bytes: bytes of X per block of a sweep (None: :data:`SWEEP_BLOCK_BYTES` on the CPU, one
             block on a GPU; 0 = one block; solver ``hals`` only).
         solver: one of :data:`SOLVERS`, or ``auto`` (:func:`default_solver`).
-        oversamples: sketch columns beyond r (solver ``sketched``).
 
     Returns:
         The fitted model.
@@ -301,14 +299,12 @@ def fit_nmf(
         solver = default_solver(dev)
     if solver not in SOLVERS:
         raise ValueError(f"nmf solver must be one of {SOLVERS}, got {solver!r}")
-    if oversamples < 0:
-        raise ValueError(f"nmf oversamples must be >= 0, got {oversamples}")
     if bool((xt < 0).any()):
         raise ValueError("nmf needs non-negative data (found negative entries)")
     with serial(xt) if xt.numel() < SERIAL_ELEMENTS else nullcontext():
         # The initialisation's randomized SVD uses r + 10 probes (scikit-learn's); the sketched solver
-        # reuses that sketch (widened when asked) as its compressed data, so it costs nothing extra.
-        probes = min(n, d, n_components + (oversamples if solver == "sketched" else 10))
+        # reuses that sketch as its compressed data, so it costs nothing extra.
+        probes = min(n, d, n_components + SKETCH_OVERSAMPLES)
         sketch = range_sketch(xt, probes, n_iter=auto_power_iterations(n_components, n, d), seed=seed)
         wt, h = nndsvda_init(xt, n_components, sketch=sketch)
         if solver == "sketched":

@@ -28,7 +28,6 @@ from coreset_interp.metrics.compare_log import (
     COMPARISON_DIR,
     COMPARISON_VERSION,
     ComparisonLog,
-    comparison_cache_size,
     comparison_key,
 )
 from coreset_interp.metrics.shape import angular_distance_prepared, prepare
@@ -50,12 +49,10 @@ __all__ = [
     "ComparisonLog",
     "PhiComparer",
     "compare_class_outer",
-    "comparison_cache_size",
     "comparison_key",
     "null_fit",
     "null_model_config",
-    "null_reference",
-    "null_summary",
+    "phi_summary",
     "resolve_backend",
     "summarise_phi",
 ]
@@ -275,36 +272,11 @@ def null_model_config(cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
     return {**dict(cfg["model"]), "weights": "random", "train": {**dict(cfg["model"]["train"]), "seed": seed}}
 
 
-def null_reference(
-    ws: Workspace,
-    cfg: JobConfig | Mapping[str, Any],
-    interp: Interpreter,
-    ctx: InterpretContext,
-    comparer: PhiComparer,
-    seed: int,
-) -> dict[str, Any]:
-    """Phi between the full-data interpretation of the model and that of the same architecture with
-    randomised weights (the model-parameter randomisation test), a scale for "unrelated" beside Phi.
-
-    Args:
-        ws: the workspace.
-        cfg: the job config.
-        interp: the interpreter.
-        ctx: the trained model's context.
-        comparer: the comparer holding the trained model's full-data fit.
-        seed: interpretation seed (also the random weights' seed).
-
-    Returns:
-        ``angular_distance`` (mean over classes), ``angular_distance_per_class``, ``missing``.
-    """
-    null = null_fit(ws, cfg, interp, ctx, seed)
-    return null_summary(comparer.compare_many([null])[0])
-
-
 def null_fit(
     ws: Workspace, cfg: JobConfig | Mapping[str, Any], interp: Interpreter, ctx: InterpretContext, seed: int
 ) -> ComparedFit:
-    """The null reference's full-data fit on the randomised-weights model (see :func:`null_reference`).
+    """The null reference's full-data fit on the randomised-weights model (the model-parameter
+    randomisation test: Phi against it is a scale for "unrelated" beside Phi).
 
     Args:
         ws: the workspace.
@@ -339,9 +311,11 @@ def null_fit(
     return ComparedFit(fit_null, fit_key(interp, rctx, seed, None), rctx)
 
 
-def null_summary(per_class: dict[int, ClassPhi]) -> dict[str, Any]:
-    """Args:
-        per_class: the null reference's phi per class.
+def phi_summary(per_class: dict[int, ClassPhi]) -> dict[str, Any]:
+    """A reference's Phi summary (the null reference, the noise floor's resamples, the cascade's steps).
+
+    Args:
+        per_class: phi per class of one pair of fits.
 
     Returns:
         ``angular_distance`` (mean over classes), ``angular_distance_per_class``, ``missing``.

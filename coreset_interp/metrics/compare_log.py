@@ -14,7 +14,7 @@ import logging
 import os
 from pathlib import Path
 
-from coreset_interp.cache import ArtifactCache, spec_key
+from coreset_interp.cache import spec_key
 from coreset_interp.interpreters import ClassPhi, Interpreter
 
 log = logging.getLogger(__name__)
@@ -101,14 +101,3 @@ class ComparisonLog:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def comparison_cache_size(cache: ArtifactCache) -> int:
-    """Args:
-        cache: the artifact cache.
-
-    Returns:
-        Number of comparison logs it holds (for the planner's "would reuse" listing).
-    """
-    folder = cache.root / COMPARISON_DIR
-    return len(list(folder.glob("*.jsonl"))) if folder.is_dir() else 0

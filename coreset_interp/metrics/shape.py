@@ -48,12 +48,8 @@ from coreset_interp.metrics.shape_core import EIGENVALUE_FLOOR
 __all__ = ["EIGENVALUE_FLOOR", "PreparedSide", "angular_distance", "angular_distance_prepared", "prepare"]
 
 _OPS = core.NumpyOps()
-# The shared constants under the names the torch path and the tests have read from here.
-_NO_WHITENING_ABOVE = core.NO_WHITENING_ABOVE
-_GRAM_MIN_SIZE = core.GRAM_MIN_SIZE
-_GRAM_EIGENVALUE_ERROR = core.GRAM_EIGENVALUE_ERROR
+# The Gram route's tolerance under the name the tests read from here.
 _GRAM_TOLERANCE = core.GRAM_TOLERANCE
-_NEAR_ZERO_DISTANCE_ERROR = core.NEAR_ZERO_DISTANCE_ERROR
 
 
 @dataclass(frozen=True, eq=False)
