@@ -147,26 +147,32 @@ def selection(profile: Profile, s: Shapes, selector: str, rho: float) -> Cost:
     return Cost(seconds, n_c * n_c * 8 + s.n_train * s.d * 4, rho * s.n_train * 8)
 
 
-def _torch_nmf(profile: Profile, rows: float, d: float, r: int, iters: int, fit: bool = True) -> float:
-    from coreset_interp.linalg.cost import nmf_seconds  # imports torch: only when a torch fit is priced
+def _nmf_class(
+    profile: Profile, backend: str, rows: float, d: float, r: int, iters: int, fit: bool = True
+) -> tuple[float, bool]:
+    """Seconds of one class's NMF fit (or, ``fit=False``, transform with fixed components) and whether
+    classes spread over the job's cores (scikit-learn always; torch on a CPU).
 
-    # The solver the fit runs (coreset_interp.linalg.nmf.default_solver): HALS on X on a GPU.
-    solver = "hals" if profile.gpu else "sketched"
-    return nmf_seconds(profile.nmf_torch, profile.nmf_torch_sweep, rows, d, r, iters, fit, solver)
-
-
-def _nmf_unit(profile: Profile, backend: str) -> tuple[float, bool]:
-    """Seconds per NMF unit and whether the work spreads over the job's cores (scikit-learn: per class)."""
+    scikit-learn: ``iters`` coordinate-descent iterations of rows x d x r (plus about 10 % for the
+    nndsvda initialisation; a transform is half an iteration's work per iteration). torch: the operation
+    counts of :mod:`coreset_interp.linalg.cost` for the solver the device runs.
+    """
     if backend == "sklearn":
-        return profile.nmf_sklearn, True
-    return profile.nmf_torch, not profile.gpu
+        return (1.1 if fit else 0.5) * rows * d * r * iters * profile.nmf_sklearn, True
+    # Imports torch: only when a torch fit is priced.
+    from coreset_interp.linalg.cost import nmf_seconds
+    from coreset_interp.linalg.nmf import default_solver
+
+    solver = default_solver("cuda" if profile.gpu else "cpu")
+    seconds = nmf_seconds(profile.nmf_torch, profile.nmf_torch_sweep, rows, d, r, iters, fit, solver)
+    return seconds, not profile.gpu
 
 
 def fit(profile: Profile, s: Shapes, interpreter: str, params: dict[str, Any], rho: float) -> Cost:
     """One interpreter fit on a fraction ``rho`` of every class's train images.
 
-    ICE: per class, ``max_iter`` multiplicative-update iterations on (rho n_c h w) x d rows, r components
-    (plus about 10 % for the nndsvda initialisation). Topic: ``steps`` Adam steps of the concept model.
+    ICE: per class, one NMF of (rho n_c h w) x d rows, r components, ``max_iter`` iterations. Topic:
+    ``steps`` Adam steps of the concept model.
     VEBI: the Gram of the selected images' unit energies (N_sel x U^2 flops, float64) and one lasso per
     class on it.
     """
@@ -174,10 +180,8 @@ def fit(profile: Profile, s: Shapes, interpreter: str, params: dict[str, Any], r
     if interpreter == "ice":
         rows_c = n_sel / s.classes * s.positions
         r, iters = int(params["n_components"]), int(params["max_iter"])
-        unit, spreads = _nmf_unit(profile, str(params["backend"]))
-        seconds = 1.1 * s.classes * rows_c * s.d * r * iters * unit
-        if params["backend"] != "sklearn":
-            seconds = s.classes * _torch_nmf(profile, rows_c, s.d, r, iters)
+        per_class, spreads = _nmf_class(profile, str(params["backend"]), rows_c, s.d, r, iters)
+        seconds = s.classes * per_class
         if spreads:
             seconds = _parallel(profile, seconds, s.classes)
         ram = rows_c * s.d * (8 * 3 if params["backend"] == "sklearn" else 4 * 3)
@@ -214,13 +218,10 @@ def ice_val_scores(
         Seconds, classes spread over the job's cores where the backend runs per class on the host.
     """
     r, iters = int(params["n_components"]), int(params["max_iter"])
-    unit, spreads = _nmf_unit(profile, str(params["backend"]))
     values = s.n_val * s.positions * s.d
-    seconds = 0.5 * values * r * iters * unit
-    if params["backend"] != "sklearn":
-        rows_c = s.n_val / s.classes * s.positions
-        seconds = s.classes * _torch_nmf(profile, rows_c, s.d, r, iters, fit=False)
-    seconds = per_image * (seconds + 2 * values * r / profile.gemm32)
+    rows_c = s.n_val / s.classes * s.positions
+    per_class, spreads = _nmf_class(profile, str(params["backend"]), rows_c, s.d, r, iters, fit=False)
+    seconds = per_image * (s.classes * per_class + 2 * values * r / profile.gemm32)
     seconds += (per_image if reads is None else reads) * values * profile.layout
     return _parallel(profile, seconds, s.classes) if spreads else seconds
 
