@@ -33,12 +33,11 @@ class Registry(Generic[T]):
         self.group = group
         self._factories: dict[str, Callable[..., T]] = {}
 
-    def register(self, factory: Callable[..., T] | str) -> Any:
+    def register(self, factory: Callable[..., T]) -> Callable[..., T]:
         """Class decorator: registers ``factory`` under its module's name and sets its ``name`` to it.
 
         Args:
-            factory: a class defined in ``<package>/<name>.py``. (Transitional: a string registers the
-                decorated factory under that name, the old form, until every group uses the new one.)
+            factory: a class defined in ``<package>/<name>.py``.
 
         Returns:
             ``factory`` unchanged except for its ``name`` attribute.
@@ -46,16 +45,6 @@ class Registry(Generic[T]):
         Raises:
             ValueError: when that name is registered twice.
         """
-        if isinstance(factory, str):
-            legacy = factory
-
-            def decorator(f: Callable[..., T]) -> Callable[..., T]:
-                if legacy in self._factories:
-                    raise ValueError(f"{self.group} {legacy!r} is registered twice")
-                self._factories[legacy] = f
-                return f
-
-            return decorator
         name = factory.__module__.rsplit(".", 1)[-1]
         if name in self._factories:
             raise ValueError(f"{self.group} {name!r} is registered twice")
@@ -108,10 +97,6 @@ class Registry(Generic[T]):
             RegistryError: for the old ``<group>.params`` block (naming the new paths) or an unknown field
                 (listing the valid ones).
         """
-        sig = inspect.signature(self.factory(name))
-        if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
-            # Transitional: an entry taking **kwargs validates its own fields.
-            return
         valid = self.fields(name)
         if "params" in kwargs and "params" not in valid:
             inner = kwargs["params"]
